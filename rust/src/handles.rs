@@ -1,0 +1,314 @@
+//! Process-local endpoints over a shared [`Ring`]: a [`Writer`] (registration, dead-time
+//! bookkeeping, the slot it holds), a [`Reader`] and an [`Observer`] (its private copy).
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::clock::{now_ns, pid};
+use crate::error::{Error, Result};
+use crate::metadata::METADATA_SIZE;
+use crate::ring::{Grant, Ring, TRASH};
+
+fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.map(|t| Instant::now() + t)
+}
+
+/// A writer of one process. Registers itself with the buffer, so the buffer ends only once
+/// every registered writer has called [`Writer::finish`] (or died).
+#[derive(Debug)]
+pub struct Writer {
+    ring: Arc<Ring>,
+    registration: Option<usize>,
+    last_commit_ns: u64,
+    held: Option<(u32, u64)>,
+}
+
+impl Writer {
+    /// Registers a new writer.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when the buffer has no free writer registration.
+    pub fn new(ring: Arc<Ring>) -> Result<Writer> {
+        let registration = Some(ring.register_writer(pid())?);
+        Ok(Writer { ring, registration, last_commit_ns: now_ns(), held: None })
+    }
+
+    /// The ring this writer writes to.
+    #[must_use]
+    pub fn ring(&self) -> &Arc<Ring> {
+        &self.ring
+    }
+
+    /// The slot currently held, if any ([`TRASH`] while paused).
+    #[must_use]
+    pub fn held(&self) -> Option<u32> {
+        self.held.map(|(s, _)| s)
+    }
+
+    /// Takes a slot (waiting at most `timeout`); returns its index or [`TRASH`].
+    ///
+    /// # Errors
+    /// [`Error::SlotReleased`] if a slot is already held; [`Error::BufferEnded`];
+    /// [`Error::Timeout`].
+    pub fn acquire(&mut self, timeout: Option<Duration>) -> Result<u32> {
+        if let Some((s, _)) = self.held {
+            return Err(Error::SlotReleased(format!(
+                "this writer already holds slot {s} of buffer '{}': commit or abort it first",
+                self.ring.name()
+            )));
+        }
+        let t0 = now_ns();
+        let grant = match self.ring.try_acquire_write()? {
+            Some(g) => g,
+            None => self.ring.acquire_write(deadline(timeout))?,
+        };
+        let waited = now_ns().saturating_sub(t0);
+        let slot = match grant {
+            Grant::Slot(s) => s,
+            Grant::Trash => TRASH,
+        };
+        self.held = Some((slot, waited));
+        Ok(slot)
+    }
+
+    /// Like [`Writer::acquire`] but returns `Ok(None)` instead of waiting.
+    ///
+    /// # Errors
+    /// As [`Writer::acquire`].
+    pub fn try_acquire(&mut self) -> Result<Option<u32>> {
+        if self.held.is_some() {
+            return self.acquire(None).map(Some);
+        }
+        Ok(self.ring.try_acquire_write()?.map(|g| {
+            let s = match g {
+                Grant::Slot(s) => s,
+                Grant::Trash => TRASH,
+            };
+            self.held = Some((s, 0));
+            s
+        }))
+    }
+
+    /// Publishes the held slot. With `stamp`, counter, timestamp and dead time are set.
+    ///
+    /// # Errors
+    /// [`Error::SlotReleased`] when nothing is held; [`Error::BufferEnded`] after a forced end.
+    pub fn commit(&mut self, stamp: bool) -> Result<()> {
+        let (slot, waited) = self.held.take().ok_or_else(|| self.nothing_held())?;
+        let now = now_ns();
+        let elapsed = now.saturating_sub(self.last_commit_ns).max(1);
+        self.last_commit_ns = now;
+        let deadtime = (waited as f64 / elapsed as f64).min(1.0);
+        if slot != TRASH {
+            self.ring.account_writer_time(waited, elapsed);
+        }
+        self.ring.commit_many(&[slot], stamp.then_some((deadtime, now)))
+    }
+
+    /// Returns the held slot unpublished.
+    ///
+    /// # Errors
+    /// [`Error::SlotReleased`] when nothing is held.
+    pub fn abort(&mut self) -> Result<()> {
+        let (slot, _) = self.held.take().ok_or_else(|| self.nothing_held())?;
+        self.ring.abort(slot)
+    }
+
+    fn nothing_held(&self) -> Error {
+        Error::SlotReleased(format!(
+            "this writer holds no slot of buffer '{}' (already committed or aborted)",
+            self.ring.name()
+        ))
+    }
+
+    /// Writes up to `count` events from `src` (rows of `row` bytes: metadata + data when
+    /// `with_meta`, else data only) in one hand-off. Returns how many were written (or
+    /// discarded while paused); waits at most `timeout` for the first free slot.
+    ///
+    /// # Errors
+    /// [`Error::BufferEnded`], [`Error::Timeout`], [`Error::InvalidArgument`] for a short `src`.
+    pub fn write_batch(
+        &mut self,
+        src: &[u8],
+        count: usize,
+        with_meta: bool,
+        stamp: bool,
+        timeout: Option<Duration>,
+    ) -> Result<usize> {
+        let data = self.ring.data_size();
+        let row = if with_meta { METADATA_SIZE + data } else { data };
+        if src.len() < row * count {
+            return Err(Error::InvalidArgument(format!(
+                "batch of {count} events needs {} bytes, got {}",
+                row * count,
+                src.len()
+            )));
+        }
+        if self.held.is_some() {
+            return Err(Error::SlotReleased("finish the held slot before a batch".into()));
+        }
+        let mut slots = vec![0u32; count.min(self.ring.slot_count() as usize)];
+        let t0 = now_ns();
+        let n = self.ring.acquire_write_many(&mut slots, deadline(timeout))?;
+        let waited = now_ns().saturating_sub(t0);
+        let now = now_ns();
+        let elapsed = now.saturating_sub(self.last_commit_ns).max(1);
+        self.last_commit_ns = now;
+        if n == 0 {
+            // Paused: the whole batch is discarded and counted.
+            let k = slots.len();
+            self.ring.commit_many(&vec![TRASH; k], stamp.then_some((0.0, now)))?;
+            return Ok(k);
+        }
+        for (i, &s) in slots[..n].iter().enumerate() {
+            self.ring.copy_in(s, &src[i * row..(i + 1) * row], with_meta);
+        }
+        self.ring.account_writer_time(waited, elapsed);
+        let deadtime = (waited as f64 / elapsed as f64).min(1.0);
+        self.ring.commit_many(&slots[..n], stamp.then_some((deadtime, now)))?;
+        Ok(n)
+    }
+
+    /// Tells the buffer this writer is done (its "flush"): the buffer ends once every writer
+    /// is done. Returns true if this ended the buffer. Idempotent.
+    pub fn finish(&mut self) -> bool {
+        if let Some((s, _)) = self.held.take() {
+            let _ = self.ring.abort(s);
+        }
+        match self.registration.take() {
+            Some(r) => self.ring.writer_done(r),
+            None => false,
+        }
+    }
+}
+
+/// A reader of one process.
+#[derive(Debug)]
+pub struct Reader {
+    ring: Arc<Ring>,
+    held: Option<u32>,
+}
+
+impl Reader {
+    /// A reader over `ring`.
+    #[must_use]
+    pub fn new(ring: Arc<Ring>) -> Reader {
+        Reader { ring, held: None }
+    }
+
+    /// Takes the next event's slot; `Ok(None)` at the end of the stream.
+    ///
+    /// # Errors
+    /// [`Error::SlotReleased`] if a slot is still held; [`Error::Timeout`].
+    pub fn acquire(&mut self, timeout: Option<Duration>) -> Result<Option<u32>> {
+        if let Some(s) = self.held {
+            return Err(Error::SlotReleased(format!(
+                "this reader still holds slot {s} of buffer '{}': release it first",
+                self.ring.name()
+            )));
+        }
+        let r = self.ring.acquire_read(deadline(timeout))?;
+        self.held = r;
+        Ok(r)
+    }
+
+    /// Like [`Reader::acquire`] without waiting: `Ok(None)` when nothing is there yet,
+    /// `Ok(Some(None))` at the end of the stream.
+    ///
+    /// # Errors
+    /// [`Error::SlotReleased`] if a slot is still held.
+    pub fn try_acquire(&mut self) -> Result<Option<Option<u32>>> {
+        if self.held.is_some() {
+            return self.acquire(None).map(Some);
+        }
+        let r = self.ring.try_acquire_read()?;
+        if let Some(Some(s)) = r {
+            self.held = Some(s);
+        }
+        Ok(r)
+    }
+
+    /// Gives the held slot back.
+    ///
+    /// # Errors
+    /// [`Error::SlotReleased`] when nothing is held.
+    pub fn release(&mut self) -> Result<()> {
+        let s = self.held.take().ok_or_else(|| {
+            Error::SlotReleased(format!(
+                "this reader holds no slot of buffer '{}' (already released)",
+                self.ring.name()
+            ))
+        })?;
+        self.ring.release(s)
+    }
+
+    /// Copies up to `max` events (metadata + data rows) into `dst` in one hand-off; returns how
+    /// many, 0 at the end of the stream.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`]; [`Error::InvalidArgument`] for a short `dst`.
+    pub fn read_batch(&mut self, dst: &mut [u8], max: usize, timeout: Option<Duration>) -> Result<usize> {
+        let row = METADATA_SIZE + self.ring.data_size();
+        if dst.len() < row * max {
+            return Err(Error::InvalidArgument(format!(
+                "batch of {max} events needs {} bytes, got {}",
+                row * max,
+                dst.len()
+            )));
+        }
+        let mut slots = vec![0u32; max.min(self.ring.slot_count() as usize)];
+        let n = self.ring.acquire_read_many(&mut slots, deadline(timeout))?;
+        for (i, &s) in slots[..n].iter().enumerate() {
+            self.ring.copy_out(s, &mut dst[i * row..(i + 1) * row]);
+        }
+        self.ring.release_many(&slots[..n])?;
+        Ok(n)
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        if let Some(s) = self.held.take() {
+            let _ = self.ring.release(s);
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Some((s, _)) = self.held.take() {
+            let _ = self.ring.abort(s);
+        }
+    }
+}
+
+/// An observer: sees the newest event as a private copy, never taking it from readers.
+#[derive(Debug)]
+pub struct Observer {
+    ring: Arc<Ring>,
+    last_seq: u64,
+}
+
+impl Observer {
+    /// An observer over `ring`.
+    #[must_use]
+    pub fn new(ring: Arc<Ring>) -> Observer {
+        Observer { ring, last_seq: 0 }
+    }
+
+    /// Copies the newest event newer than the last one seen into `dst`; `Ok(false)` after the
+    /// end of the buffer.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`]; [`Error::InvalidArgument`] for a short `dst`.
+    pub fn observe(&mut self, dst: &mut [u8], timeout: Option<Duration>) -> Result<bool> {
+        match self.ring.observe(self.last_seq, dst, deadline(timeout))? {
+            Some(seq) => {
+                self.last_seq = seq;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}

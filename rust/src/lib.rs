@@ -1,0 +1,28 @@
+//! mimocorb2's core: a multiprocess ring buffer of fixed-size event slots in shared memory.
+//!
+//! - [`ring::Ring`]: one buffer (header, token queues, slot records, slots) in a memfd mapping;
+//! - [`handles`]: process-local writer, reader and observer endpoints;
+//! - [`token_queue`]: the lock-free MPMC queue of slot indices;
+//! - [`wait`]: futex-based cross-process sleeping.
+//!
+//! The Python bindings (feature `python`) live in `py/` and only adapt arguments.
+
+pub mod clock;
+pub mod error;
+pub mod handles;
+pub mod layout;
+pub mod metadata;
+pub mod ring;
+pub mod shm;
+pub mod stats;
+pub mod sync;
+pub mod token_queue;
+pub mod wait;
+
+#[cfg(feature = "python")]
+mod py;
+
+pub use error::{Error, Result};
+pub use handles::{Observer, Reader, Writer};
+pub use ring::Ring;
+pub use stats::Stats;

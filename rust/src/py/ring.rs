@@ -1,0 +1,142 @@
+//! `_core.Buffer`: one shared ring, created or attached, with its control operations.
+
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::buffer::SlotMemory;
+use crate::metadata::METADATA_SIZE;
+use crate::ring::Ring;
+
+/// A handle of one shared buffer in this process.
+#[derive(Debug)]
+#[pyclass(frozen, module = "mimocorb2._core")]
+pub struct Buffer {
+    pub(crate) ring: Arc<Ring>,
+}
+
+#[pymethods]
+impl Buffer {
+    /// Creates a new buffer region.
+    #[staticmethod]
+    #[pyo3(signature = (name, slot_count, data_size, dtype, overwrite=false))]
+    fn create(
+        py: Python<'_>,
+        name: &str,
+        slot_count: u32,
+        data_size: u64,
+        dtype: &str,
+        overwrite: bool,
+    ) -> PyResult<Buffer> {
+        let ring = py.detach(|| Ring::create(name, slot_count, data_size, dtype, overwrite))?;
+        Ok(Buffer { ring: Arc::new(ring) })
+    }
+
+    /// Attaches to the buffer held by process `pid` as descriptor `fd`.
+    #[staticmethod]
+    fn attach(pid: u32, fd: i32, instance: [u64; 2]) -> PyResult<Buffer> {
+        Ok(Buffer { ring: Arc::new(Ring::attach(pid, fd, Some(instance))?) })
+    }
+
+    /// `(pid, fd, instance)` through which another process can attach.
+    fn handle(&self) -> (u32, i32, [u64; 2]) {
+        (std::process::id(), self.ring.raw_fd(), self.ring.instance_id())
+    }
+
+    /// The whole region as a writable buffer-protocol object.
+    fn memory(&self) -> SlotMemory {
+        SlotMemory::new(&self.ring)
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        self.ring.name()
+    }
+    #[getter]
+    fn dtype(&self) -> &str {
+        self.ring.dtype()
+    }
+    #[getter]
+    fn slot_count(&self) -> u32 {
+        self.ring.slot_count()
+    }
+    #[getter]
+    fn data_size(&self) -> usize {
+        self.ring.data_size()
+    }
+    #[getter]
+    fn metadata_size(&self) -> usize {
+        METADATA_SIZE
+    }
+    #[getter]
+    fn slot_stride(&self) -> u64 {
+        self.ring.geometry().slot_stride
+    }
+    #[getter]
+    fn slots_offset(&self) -> u64 {
+        self.ring.geometry().off_slots
+    }
+    #[getter]
+    fn overwrite(&self) -> bool {
+        self.ring.overwrite()
+    }
+    #[getter]
+    fn creator_pid(&self) -> u32 {
+        self.ring.creator_pid()
+    }
+    #[getter]
+    fn is_ended(&self) -> bool {
+        self.ring.is_ended()
+    }
+    #[getter]
+    fn is_paused(&self) -> bool {
+        self.ring.is_paused()
+    }
+
+    /// Ends the buffer at once (writes refused; readers drain, then see the end).
+    fn force_end(&self) {
+        self.ring.force_end();
+    }
+    fn pause(&self) {
+        self.ring.pause();
+    }
+    fn resume(&self) {
+        self.ring.resume();
+    }
+    /// Writers that must finish before an orderly end.
+    fn set_expected_writers(&self, n: u32) {
+        self.ring.set_expected_writers(n);
+    }
+    /// Frees the slots and writer registrations of a dead process:
+    /// `(slots it was writing, events lost, writer registrations closed)`.
+    fn reclaim(&self, pid: u32) -> (u32, u32, u32) {
+        self.ring.reclaim(pid)
+    }
+    /// Process ids holding slots or active writer registrations.
+    fn holders(&self) -> Vec<u32> {
+        self.ring.holders()
+    }
+
+    /// Statistics snapshot as a dict.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.ring.stats();
+        let d = PyDict::new(py);
+        d.set_item("event_count", s.event_count)?;
+        d.set_item("slot_count", s.slot_count)?;
+        d.set_item("filled_slots", s.filled_slots)?;
+        d.set_item("empty_slots", s.empty_slots)?;
+        d.set_item("rate", s.rate)?;
+        d.set_item("average_deadtime", s.average_deadtime)?;
+        d.set_item("mean_event_deadtime", s.mean_event_deadtime)?;
+        d.set_item("paused_count", s.paused_count)?;
+        d.set_item("paused", s.paused)?;
+        d.set_item("flush_event_received", s.flushed)?;
+        d.set_item("forced_shutdown", s.forced)?;
+        d.set_item("overwritten", s.overwritten)?;
+        d.set_item("lost", s.lost)?;
+        d.set_item("active_writers", s.active_writers)?;
+        d.set_item("crashed_writers", s.crashed_writers)?;
+        Ok(d)
+    }
+}

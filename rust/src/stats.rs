@@ -1,0 +1,39 @@
+//! A consistent snapshot of a buffer's statistics.
+#![forbid(unsafe_code)]
+
+/// Statistics of one buffer at one moment. Every process computes the same numbers from the
+/// shared counters: the rate comes from a sample shared in the region, not from the caller's
+/// previous call.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stats {
+    /// Committed events.
+    pub event_count: u64,
+    /// Number of slots.
+    pub slot_count: u32,
+    /// Slots in the filled queue.
+    pub filled_slots: u32,
+    /// Slots in the empty queue.
+    pub empty_slots: u32,
+    /// Events per second over the last sample window (≥ 0.5 s).
+    pub rate: f64,
+    /// Summed waiting time over summed time between commits (0..1) since creation.
+    pub average_deadtime: f64,
+    /// Mean of the `deadtime` metadata fields of the committed events.
+    pub mean_event_deadtime: f64,
+    /// Events discarded while paused.
+    pub paused_count: u64,
+    /// True while paused.
+    pub paused: bool,
+    /// True once the buffer has ended (flushed), orderly or forced.
+    pub flushed: bool,
+    /// True when the end was forced.
+    pub forced: bool,
+    /// Events overwritten (overwrite buffers).
+    pub overwritten: u64,
+    /// Events lost with a reader that died while holding them.
+    pub lost: u64,
+    /// Writers registered and not yet finished.
+    pub active_writers: u32,
+    /// Writers whose process died while registered.
+    pub crashed_writers: u32,
+}

@@ -1,0 +1,122 @@
+//! Cross-process wait and wake on a futex word in shared memory.
+//!
+//! A waiter first spins briefly (a hand-off in progress usually completes within a microsecond),
+//! then announces itself in `waiters`, re-checks its condition and sleeps on the futex word with
+//! a timeout. The waking side bumps the word and makes the `FUTEX_WAKE` syscall only when
+//! `waiters` is non-zero. The SeqCst fences on both sides (announce → re-check, publish → read
+//! `waiters`) guarantee that either the waiter sees the new state or the waker sees the waiter.
+//! The futexes are process-shared (no `FUTEX_PRIVATE_FLAG`).
+#![forbid(unsafe_code)]
+
+use std::time::{Duration, Instant};
+
+use rustix::thread::futex;
+
+use crate::sync::{fence, Ordering};
+use crate::token_queue::Waker;
+
+/// Spins (with a CPU hint) before the first sleep.
+const SPIN_ROUNDS: u32 = 64;
+/// Yields to the scheduler before the first sleep.
+const YIELD_ROUNDS: u32 = 4;
+
+/// Wakes up to `n` sleepers of `w`; a no-op (no syscall) when nobody sleeps.
+pub fn wake(w: &Waker, n: u32) {
+    // SYNC POINT: orders the caller's publication (a queue push, an end flag) before reading
+    // `waiters`; pairs with the fence in `wait_until`.
+    fence(Ordering::SeqCst);
+    if w.waiters.load(Ordering::Relaxed) != 0 {
+        w.seq.fetch_add(1, Ordering::Release);
+        // Errors of FUTEX_WAKE (none expected on a valid address) leave sleepers to their timeout.
+        let _ = futex::wake(&w.seq, futex::Flags::empty(), n);
+    }
+}
+
+/// Calls `check` until it returns `Some`, sleeping on `w` between tries, until `deadline`.
+/// Returns `None` when the deadline passed. `deadline = None` waits without a limit.
+pub fn wait_until<T>(
+    w: &Waker,
+    deadline: Option<Instant>,
+    mut check: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    for i in 0..SPIN_ROUNDS + YIELD_ROUNDS {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if i < SPIN_ROUNDS {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    loop {
+        let timeout = match deadline {
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    return check();
+                }
+                Some(d - now)
+            }
+            None => None,
+        };
+        w.waiters.fetch_add(1, Ordering::Relaxed);
+        let seen = w.seq.load(Ordering::Relaxed);
+        // SYNC POINT: announce (waiters) before re-checking the state; pairs with `wake`.
+        fence(Ordering::SeqCst);
+        if let Some(v) = check() {
+            w.waiters.fetch_sub(1, Ordering::Relaxed);
+            return Some(v);
+        }
+        sleep(w, seen, timeout);
+        w.waiters.fetch_sub(1, Ordering::Relaxed);
+        if let Some(v) = check() {
+            return Some(v);
+        }
+    }
+}
+
+fn sleep(w: &Waker, seen: u32, timeout: Option<Duration>) {
+    // Never sleep unbounded: a waker that died between its publication and its wake-up must
+    // not leave us asleep forever, so cap each sleep and let the caller re-check.
+    let cap = Duration::from_millis(200);
+    let t = timeout.map_or(cap, |t| t.min(cap));
+    let ts = futex::Timespec {
+        tv_sec: t.as_secs() as i64,
+        tv_nsec: i64::from(t.subsec_nanos()),
+    };
+    // EAGAIN (word changed), EINTR (signal) and ETIMEDOUT all mean: re-check.
+    let _ = futex::wait(&w.seq, futex::Flags::empty(), seen, Some(&ts));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn times_out() {
+        let w = Waker::default();
+        let t0 = Instant::now();
+        let r: Option<()> = wait_until(&w, Some(t0 + Duration::from_millis(30)), || None);
+        assert!(r.is_none());
+        assert!(t0.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[test]
+    fn wakes_a_sleeper() {
+        let w = Arc::new(Waker::default());
+        let flag = Arc::new(AtomicU32::new(0));
+        let (w2, f2) = (w.clone(), flag.clone());
+        let h = std::thread::spawn(move || {
+            wait_until(&w2, Some(Instant::now() + Duration::from_secs(10)), || {
+                (f2.load(Ordering::Acquire) == 1).then_some(())
+            })
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        flag.store(1, Ordering::Release);
+        wake(&w, 1);
+        assert!(h.join().unwrap().is_some());
+    }
+}
