@@ -46,6 +46,7 @@ from mimocorb2._dtypes import METADATA_DTYPE, dtype_from_json, dtype_to_json, ma
 __all__ = ["BufferObserver", "BufferReader", "BufferWriter", "Interface", "mimoBuffer"]
 
 _TRASH = _core.TRASH
+os.register_at_fork(after_in_child=_core._after_fork)
 
 
 class mimoBuffer:  # noqa: N801 - name fixed by the spec
@@ -271,13 +272,13 @@ class Interface:
         self.shutdown_buffer = buffer.send_flush_event
 
 
-class BufferWriter(Interface):
+class BufferWriter(_core.Writer, Interface):
     """Writes events: ``with writer as (metadata, data): ...`` fills one slot.
 
     The slot is published when the block ends normally and returned unpublished when it
     raises. Metadata is left as the block wrote it (filters forward their source's metadata),
     unless ``stamp=True``: then ``counter``, ``timestamp`` and ``deadtime`` are set by the
-    buffer on commit (the Importer path).
+    buffer on commit (the Importer path). The context manager itself runs in Rust.
 
     Args:
         buffer: The buffer to write to.
@@ -291,27 +292,7 @@ class BufferWriter(Interface):
 
     def __init__(self, buffer: mimoBuffer, timeout: float | None = None, stamp: bool = False):
         """Registers a writer with the buffer."""
-        super().__init__(buffer)
-        self._w = _core.Writer(buffer._core)
-        self._timeout = timeout
-        self._stamp = stamp
-        self._views = buffer._slot_views
-
-    def __enter__(self) -> list[np.ndarray]:
-        """Takes a free slot and returns its ``[metadata, data]`` views."""
-        return self._views(self._w.acquire(self._timeout))
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Publishes the slot, or returns it unpublished if the block raised."""
-        if exc_type is None:
-            self._w.commit(self._stamp)
-        elif self._w.held is not None:
-            self._w.abort()
+        Interface.__init__(self, buffer)
 
     def write_batch(
         self, data: np.ndarray, metadata: np.ndarray | None = None, timeout: float | None = None
@@ -342,14 +323,14 @@ class BufferWriter(Interface):
             with_meta = True
         done = 0
         while done < k:
-            done += self._w.write_batch(
-                rows[done:], k - done, with_meta, not with_meta, timeout
+            done += _core.Writer.write_batch(
+                self, rows[done:], k - done, with_meta, not with_meta, timeout
             )
         return k
 
     def send_flush_event(self) -> None:
         """This writer is done. The buffer ends once all of its writers are done."""
-        self._w.finish()
+        self.finish()
 
 
 def _record_dtype(buf: mimoBuffer) -> np.dtype:
@@ -357,10 +338,11 @@ def _record_dtype(buf: mimoBuffer) -> np.dtype:
     return np.dtype([("metadata", METADATA_DTYPE), ("data", buf.data_dtype, (buf.data_length,))])
 
 
-class BufferReader(Interface):
+class BufferReader(_core.Reader, Interface):
     """Reads events: ``with reader as (metadata, data): ...`` holds one slot.
 
-    Yields ``[None, None]`` once the buffer has ended and every event was delivered.
+    Yields ``[None, None]`` once the buffer has ended and every event was delivered. The
+    context manager itself runs in Rust.
 
     Args:
         buffer: The buffer to read from.
@@ -370,35 +352,9 @@ class BufferReader(Interface):
         BufferTimeoutError: If no event arrived within ``timeout``.
     """
 
-    _END: list[None] = [None, None]
-
     def __init__(self, buffer: mimoBuffer, timeout: float | None = None) -> None:
         """Creates a reader of ``buffer``."""
-        super().__init__(buffer)
-        self._r = _core.Reader(buffer._core)
-        self._timeout = timeout
-        self._views = buffer._slot_views
-        self._held = False
-
-    def __enter__(self) -> list[Any]:
-        """Takes the next event and returns its ``[metadata, data]`` views."""
-        slot = self._r.acquire(self._timeout)
-        if slot is None:
-            self._held = False
-            return [None, None]
-        self._held = True
-        return self._views(slot)
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Gives the slot back to the writers."""
-        if self._held:
-            self._held = False
-            self._r.release()
+        Interface.__init__(self, buffer)
 
     def read_batch(
         self, max_events: int, timeout: float | None = None
@@ -415,7 +371,7 @@ class BufferReader(Interface):
         """
         buf = self.buffer
         out = np.empty(int(max_events), dtype=_record_dtype(buf))
-        k = self._r.read_batch(out.view(np.uint8), int(max_events), timeout)
+        k = _core.Reader.read_batch(self, out.view(np.uint8), int(max_events), timeout)
         if k == 0:
             return None, None
         return out["metadata"][:k], out["data"][:k]
@@ -439,7 +395,7 @@ class BufferObserver(Interface):
     def __init__(self, buffer: mimoBuffer, timeout: float | None = None) -> None:
         """Creates an observer with its private copy of one event."""
         super().__init__(buffer)
-        self._o = _core.Observer(buffer._core)
+        self._o = _core.Observer(buffer)
         self._timeout = timeout
         self._copy = np.zeros(buffer.slot_byte_size, dtype=np.uint8)
         self._views = [

@@ -1,4 +1,4 @@
-//! The crate's single error type. Nothing here depends on PyO3: `py/errors.rs` maps each variant
+//! The crate's single error type. Nothing here depends on `PyO3`: `py/errors.rs` maps each variant
 //! onto a Python exception.
 #![forbid(unsafe_code)]
 

@@ -31,7 +31,12 @@ impl Writer {
     /// [`Error::InvalidArgument`] when the buffer has no free writer registration.
     pub fn new(ring: Arc<Ring>) -> Result<Writer> {
         let registration = Some(ring.register_writer(pid())?);
-        Ok(Writer { ring, registration, last_commit_ns: now_ns(), held: None })
+        Ok(Writer {
+            ring,
+            registration,
+            last_commit_ns: now_ns(),
+            held: None,
+        })
     }
 
     /// The ring this writer writes to.
@@ -103,7 +108,8 @@ impl Writer {
         if slot != TRASH {
             self.ring.account_writer_time(waited, elapsed);
         }
-        self.ring.commit_many(&[slot], stamp.then_some((deadtime, now)))
+        self.ring
+            .commit_many(&[slot], stamp.then_some((deadtime, now)))
     }
 
     /// Returns the held slot unpublished.
@@ -137,7 +143,11 @@ impl Writer {
         timeout: Option<Duration>,
     ) -> Result<usize> {
         let data = self.ring.data_size();
-        let row = if with_meta { METADATA_SIZE + data } else { data };
+        let row = if with_meta {
+            METADATA_SIZE + data
+        } else {
+            data
+        };
         if src.len() < row * count {
             return Err(Error::InvalidArgument(format!(
                 "batch of {count} events needs {} bytes, got {}",
@@ -146,11 +156,15 @@ impl Writer {
             )));
         }
         if self.held.is_some() {
-            return Err(Error::SlotReleased("finish the held slot before a batch".into()));
+            return Err(Error::SlotReleased(
+                "finish the held slot before a batch".into(),
+            ));
         }
         let mut slots = vec![0u32; count.min(self.ring.slot_count() as usize)];
         let t0 = now_ns();
-        let n = self.ring.acquire_write_many(&mut slots, deadline(timeout))?;
+        let n = self
+            .ring
+            .acquire_write_many(&mut slots, deadline(timeout))?;
         let waited = now_ns().saturating_sub(t0);
         let now = now_ns();
         let elapsed = now.saturating_sub(self.last_commit_ns).max(1);
@@ -158,15 +172,18 @@ impl Writer {
         if n == 0 {
             // Paused: the whole batch is discarded and counted.
             let k = slots.len();
-            self.ring.commit_many(&vec![TRASH; k], stamp.then_some((0.0, now)))?;
+            self.ring
+                .commit_many(&vec![TRASH; k], stamp.then_some((0.0, now)))?;
             return Ok(k);
         }
         for (i, &s) in slots[..n].iter().enumerate() {
-            self.ring.copy_in(s, &src[i * row..(i + 1) * row], with_meta);
+            self.ring
+                .copy_in(s, &src[i * row..(i + 1) * row], with_meta);
         }
         self.ring.account_writer_time(waited, elapsed);
         let deadtime = (waited as f64 / elapsed as f64).min(1.0);
-        self.ring.commit_many(&slots[..n], stamp.then_some((deadtime, now)))?;
+        self.ring
+            .commit_many(&slots[..n], stamp.then_some((deadtime, now)))?;
         Ok(n)
     }
 
@@ -213,6 +230,12 @@ impl Reader {
         Ok(r)
     }
 
+    /// The slot currently held, if any.
+    #[must_use]
+    pub fn held(&self) -> Option<u32> {
+        self.held
+    }
+
     /// Like [`Reader::acquire`] without waiting: `Ok(None)` when nothing is there yet,
     /// `Ok(Some(None))` at the end of the stream.
     ///
@@ -248,7 +271,12 @@ impl Reader {
     ///
     /// # Errors
     /// [`Error::Timeout`]; [`Error::InvalidArgument`] for a short `dst`.
-    pub fn read_batch(&mut self, dst: &mut [u8], max: usize, timeout: Option<Duration>) -> Result<usize> {
+    pub fn read_batch(
+        &mut self,
+        dst: &mut [u8],
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> Result<usize> {
         let row = METADATA_SIZE + self.ring.data_size();
         if dst.len() < row * max {
             return Err(Error::InvalidArgument(format!(

@@ -13,6 +13,7 @@ pub mod handles;
 pub mod layout;
 pub mod metadata;
 pub mod ring;
+mod ring_admin;
 pub mod shm;
 pub mod stats;
 pub mod sync;

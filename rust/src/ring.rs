@@ -22,14 +22,12 @@ use std::time::Instant;
 use crate::clock::{now_ns, pid};
 use crate::error::{Error, Result};
 use crate::layout::{
-    writer_word, Geometry, Header, SharedState, SlotRecord, WriterEntry, END_DRAINED,
-    END_FORCED, END_OPEN, LAYOUT_VERSION, MAGIC, MAX_DTYPE, MAX_NAME, MAX_SLOTS, MAX_WRITERS,
-    SLOT_FILLED, SLOT_FREE, SLOT_READING, SLOT_WRITING, WRITER_ACTIVE, WRITER_CRASHED,
-    WRITER_DONE, WRITER_FREE,
+    Geometry, Header, SharedState, SlotRecord, WriterEntry, END_FORCED, END_OPEN, LAYOUT_VERSION,
+    MAGIC, MAX_DTYPE, MAX_NAME, MAX_SLOTS, MAX_WRITERS, SLOT_FILLED, SLOT_FREE, SLOT_READING,
+    SLOT_WRITING,
 };
 use crate::metadata::{SlotMetadata, METADATA_SIZE};
 use crate::shm::Mapping;
-use crate::stats::Stats;
 use crate::sync::{fence, AtomicU64, Ordering};
 use crate::token_queue::{QueueCell, QueueHeader, TokenQueue};
 use crate::wait::{wait_until, wake};
@@ -113,6 +111,7 @@ impl Ring {
         // SAFETY: the region is fresh, zero-filled, at least `geo.total_size` bytes, page
         // aligned, and no other process can see it yet, so this exclusive write is the only
         // access; `Header` is plain old data.
+        #[allow(clippy::cast_ptr_alignment)]
         let hdr = unsafe { &mut *base.cast::<Header>() };
         hdr.magic = MAGIC;
         hdr.layout_version = LAYOUT_VERSION;
@@ -135,7 +134,13 @@ impl Ring {
         hdr.name[..name.len()].copy_from_slice(name.as_bytes());
         hdr.dtype_len = dtype.len() as u32;
         hdr.dtype[..dtype.len()].copy_from_slice(dtype.as_bytes());
-        let ring = Ring { map, geo, base, name: name.to_owned(), dtype: dtype.to_owned() };
+        let ring = Ring {
+            map,
+            geo,
+            base,
+            name: name.to_owned(),
+            dtype: dtype.to_owned(),
+        };
         ring.empty().init();
         ring.filled().init();
         let all: Vec<u32> = (0..slot_count).collect();
@@ -166,13 +171,18 @@ impl Ring {
     fn from_mapping(map: Arc<Mapping>, instance: Option<[u64; 2]>) -> Result<Ring> {
         let base = map.as_ptr();
         if map.len() < std::mem::size_of::<Header>() {
-            return Err(Error::LayoutMismatch("region too small for a mimocorb2 header".into()));
+            return Err(Error::LayoutMismatch(
+                "region too small for a mimocorb2 header".into(),
+            ));
         }
         // SAFETY: the mapping holds at least a `Header`, page aligned; the creator wrote the
         // header before the region became reachable and never changes it afterwards.
+        #[allow(clippy::cast_ptr_alignment)]
         let hdr = unsafe { &*base.cast::<Header>() };
         if hdr.magic != MAGIC {
-            return Err(Error::LayoutMismatch("not a mimocorb2 buffer (bad magic)".into()));
+            return Err(Error::LayoutMismatch(
+                "not a mimocorb2 buffer (bad magic)".into(),
+            ));
         }
         if hdr.layout_version != LAYOUT_VERSION
             || hdr.header_size as usize != std::mem::size_of::<Header>()
@@ -207,38 +217,57 @@ impl Ring {
             && hdr.name_len as usize <= MAX_NAME
             && hdr.dtype_len as usize <= MAX_DTYPE;
         if !consistent {
-            return Err(Error::LayoutMismatch("header geometry is inconsistent".into()));
+            return Err(Error::LayoutMismatch(
+                "header geometry is inconsistent".into(),
+            ));
         }
         let name = String::from_utf8_lossy(&hdr.name[..hdr.name_len as usize]).into_owned();
         let dtype = String::from_utf8_lossy(&hdr.dtype[..hdr.dtype_len as usize]).into_owned();
-        Ok(Ring { map, geo, base, name, dtype })
+        Ok(Ring {
+            map,
+            geo,
+            base,
+            name,
+            dtype,
+        })
     }
 
     // ----- accessors of the shared region -----
 
-    fn header(&self) -> &Header {
-        // SAFETY: checked on create/attach: the region starts with a valid, immutable `Header`.
-        unsafe { &*self.base.cast::<Header>() }
+    /// `count` values of type `T` at byte offset `off` of the region.
+    ///
+    /// Only used with the offsets of the checked [`Geometry`] and with types made of atomics
+    /// (or the immutable [`Header`]), which are valid for any bit pattern, including the
+    /// initial zeros of a fresh region.
+    fn slice_at<T>(&self, off: u64, count: usize) -> &[T] {
+        let end = off as usize + count * std::mem::size_of::<T>();
+        assert!(end <= self.map.len(), "layout offset outside the region");
+        // SAFETY: (1) in bounds: asserted above; (2) aligned: the mapping is page aligned and
+        // every layout offset is aligned for its type (`Geometry::new`); (3) valid: the types
+        // are atomics or the header written before the region became reachable; (4) lifetime:
+        // the mapping lives as long as `self`.
+        #[allow(clippy::cast_ptr_alignment)]
+        let ptr = unsafe { self.base.add(off as usize) }
+            .cast::<T>()
+            .cast_const();
+        debug_assert!(ptr.is_aligned());
+        // SAFETY: see above; shared references only, all mutation goes through atomics.
+        unsafe { std::slice::from_raw_parts(ptr, count) }
     }
 
-    fn state(&self) -> &SharedState {
-        // SAFETY: `off_state` lies inside the region (checked geometry), is 128-byte aligned and
-        // holds only atomics, which are valid for any bit pattern including the initial zeros.
-        unsafe { &*self.base.add(self.geo.off_state as usize).cast::<SharedState>() }
+    pub(crate) fn header(&self) -> &Header {
+        &self.slice_at::<Header>(0, 1)[0]
+    }
+
+    pub(crate) fn state(&self) -> &SharedState {
+        &self.slice_at::<SharedState>(self.geo.off_state, 1)[0]
     }
 
     fn queue_at(&self, off: u64) -> TokenQueue<'_> {
         let cap = self.geo.queue_capacity as usize;
-        // SAFETY: `off` is `off_empty` or `off_filled`: inside the region, aligned, followed by
-        // `cap` cells (see `Geometry::new`); the memory holds only atomics.
-        let hdr = unsafe { &*self.base.add(off as usize).cast::<QueueHeader>() };
-        // SAFETY: the cells follow the queue header directly, `cap` of them, inside the region.
-        let cells = unsafe {
-            std::slice::from_raw_parts(
-                self.base.add(off as usize + std::mem::size_of::<QueueHeader>()).cast::<QueueCell>(),
-                cap,
-            )
-        };
+        let hdr = &self.slice_at::<QueueHeader>(off, 1)[0];
+        let cells =
+            self.slice_at::<QueueCell>(off + std::mem::size_of::<QueueHeader>() as u64, cap);
         TokenQueue::new(hdr, cells)
     }
 
@@ -254,27 +283,15 @@ impl Ring {
         self.queue_at(self.geo.off_filled)
     }
 
-    fn records(&self) -> &[SlotRecord] {
-        // SAFETY: `slot_count` records at `off_records`, inside the region, atomics only.
-        unsafe {
-            std::slice::from_raw_parts(
-                self.base.add(self.geo.off_records as usize).cast::<SlotRecord>(),
-                self.geo.slot_count as usize,
-            )
-        }
+    pub(crate) fn records(&self) -> &[SlotRecord] {
+        self.slice_at(self.geo.off_records, self.geo.slot_count as usize)
     }
 
-    fn writers(&self) -> &[WriterEntry] {
-        // SAFETY: `MAX_WRITERS` entries at `off_writers`, inside the region, atomics only.
-        unsafe {
-            std::slice::from_raw_parts(
-                self.base.add(self.geo.off_writers as usize).cast::<WriterEntry>(),
-                MAX_WRITERS,
-            )
-        }
+    pub(crate) fn writers(&self) -> &[WriterEntry] {
+        self.slice_at(self.geo.off_writers, MAX_WRITERS)
     }
 
-    fn record(&self, slot: u32) -> Result<&SlotRecord> {
+    pub(crate) fn record(&self, slot: u32) -> Result<&SlotRecord> {
         self.records()
             .get(slot as usize)
             .ok_or_else(|| Error::SlotReleased(format!("no slot {slot} in buffer '{}'", self.name)))
@@ -350,128 +367,6 @@ impl Ring {
         self.map.raw_fd()
     }
 
-    // ----- end, pause -----
-
-    /// True once the buffer has ended (orderly or forced).
-    #[must_use]
-    pub fn is_ended(&self) -> bool {
-        self.state().end_state.load(Ordering::Acquire) != END_OPEN
-    }
-
-    fn ended_msg(&self) -> Error {
-        Error::BufferEnded(format!(
-            "buffer '{}' has been shut down (flushed): no more events can be written to it",
-            self.name
-        ))
-    }
-
-    fn wake_everyone(&self) {
-        self.filled().notify_all();
-        self.empty().notify_all();
-        wake(&self.state().observe, u32::MAX);
-    }
-
-    /// Ends the buffer at once: writes are refused from now on; readers still receive every
-    /// event committed before, then the end of stream.
-    pub fn force_end(&self) {
-        let st = self.state();
-        let _ = st.end_state.compare_exchange(
-            END_OPEN,
-            END_FORCED,
-            Ordering::SeqCst,
-            Ordering::SeqCst,
-        );
-        self.wake_everyone();
-    }
-
-    /// Sets how many writers must finish before an orderly end (the control knows this from the
-    /// setup before any worker starts, so an early finisher cannot end the buffer).
-    pub fn set_expected_writers(&self, n: u32) {
-        self.state().expected_writers.store(n, Ordering::SeqCst);
-    }
-
-    /// Registers a writer of process `pid`; returns its registration index.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] when all registrations are taken.
-    pub fn register_writer(&self, pid: u32) -> Result<usize> {
-        for (i, e) in self.writers().iter().enumerate() {
-            if e.word
-                .compare_exchange(
-                    WRITER_FREE,
-                    writer_word(pid, WRITER_ACTIVE),
-                    Ordering::SeqCst,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-            {
-                self.state().writers_registered.fetch_add(1, Ordering::SeqCst);
-                return Ok(i);
-            }
-        }
-        Err(Error::InvalidArgument(format!(
-            "buffer '{}': more than {MAX_WRITERS} writers",
-            self.name
-        )))
-    }
-
-    /// Marks registration `idx` as finished; the buffer ends when no registered writer is
-    /// active any more (and at least the expected number finished). Returns true if this call
-    /// ended the buffer.
-    pub fn writer_done(&self, idx: usize) -> bool {
-        if let Some(e) = self.writers().get(idx) {
-            let w = e.word.load(Ordering::SeqCst);
-            if w & 0xffff_ffff == WRITER_ACTIVE {
-                let _ = e.word.compare_exchange(
-                    w,
-                    (w & !0xffff_ffff) | WRITER_DONE,
-                    Ordering::SeqCst,
-                    Ordering::SeqCst,
-                );
-            }
-        }
-        self.try_end()
-    }
-
-    fn try_end(&self) -> bool {
-        let mut active = 0u32;
-        let mut finished = 0u32;
-        for e in self.writers() {
-            match e.word.load(Ordering::SeqCst) & 0xffff_ffff {
-                WRITER_ACTIVE => active += 1,
-                WRITER_DONE | WRITER_CRASHED => finished += 1,
-                _ => {}
-            }
-        }
-        let st = self.state();
-        if active == 0 && finished >= st.expected_writers.load(Ordering::SeqCst) {
-            let ended = st
-                .end_state
-                .compare_exchange(END_OPEN, END_DRAINED, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok();
-            self.wake_everyone();
-            return ended;
-        }
-        false
-    }
-
-    /// Pauses: writers get the discard slot until [`Ring::resume`].
-    pub fn pause(&self) {
-        self.state().paused.store(1, Ordering::SeqCst);
-        self.empty().notify_all();
-    }
-
-    /// Resumes after [`Ring::pause`].
-    pub fn resume(&self) {
-        self.state().paused.store(0, Ordering::SeqCst);
-    }
-
-    /// True while paused.
-    #[must_use]
-    pub fn is_paused(&self) -> bool {
-        self.state().paused.load(Ordering::Relaxed) != 0
-    }
-
     // ----- writing -----
 
     fn take_free(&self) -> Option<u32> {
@@ -527,13 +422,18 @@ impl Ring {
         if let Some(g) = self.try_acquire_write()? {
             return Ok(g);
         }
-        let r = wait_until(self.empty().waker(), deadline, || match self.try_acquire_write() {
-            Ok(Some(g)) => Some(Ok(g)),
-            Ok(None) => None,
-            Err(e) => Some(Err(e)),
+        let r = wait_until(self.empty().waker(), deadline, || {
+            match self.try_acquire_write() {
+                Ok(Some(g)) => Some(Ok(g)),
+                Ok(None) => None,
+                Err(e) => Some(Err(e)),
+            }
         });
         r.unwrap_or_else(|| {
-            Err(Error::Timeout(format!("no free slot in buffer '{}' in time", self.name)))
+            Err(Error::Timeout(format!(
+                "no free slot in buffer '{}' in time",
+                self.name
+            )))
         })
     }
 
@@ -565,9 +465,11 @@ impl Ring {
     pub fn commit_many(&self, slots: &[u32], stamp: Option<(f64, u64)>) -> Result<()> {
         let st = self.state();
         if slots.first() == Some(&TRASH) {
-            st.paused_count.fetch_add(slots.len() as u64, Ordering::Relaxed);
+            st.paused_count
+                .fetch_add(slots.len() as u64, Ordering::Relaxed);
             if stamp.is_some() {
-                st.next_counter.fetch_add(slots.len() as u64, Ordering::Relaxed);
+                st.next_counter
+                    .fetch_add(slots.len() as u64, Ordering::Relaxed);
             }
             return Ok(());
         }
@@ -614,7 +516,8 @@ impl Ring {
         if let Some(&last) = slots.last() {
             let seq = seq0 + n - 1;
             // SYNC POINT: Release publishes the record updates to observers loading `latest`.
-            st.latest.store((seq << 24) | u64::from(last), Ordering::Release);
+            st.latest
+                .store((seq << 24) | u64::from(last), Ordering::Release);
         }
         add_f64(&st.deadtime_sum_bits, dt_sum);
         if st.first_commit_ns.load(Ordering::Relaxed) == 0 {
@@ -651,7 +554,7 @@ impl Ring {
         Ok(())
     }
 
-    fn free_slot(&self, rec: &SlotRecord, slot: u32) {
+    pub(crate) fn free_slot(&self, rec: &SlotRecord, slot: u32) {
         rec.holder.store(0, Ordering::Relaxed);
         rec.holders.store(0, Ordering::Relaxed);
         if rec.version.load(Ordering::Relaxed) % 2 == 1 {
@@ -713,10 +616,10 @@ impl Ring {
         if let Some(r) = self.try_acquire_read()? {
             return Ok(r);
         }
-        wait_until(self.filled().waker(), deadline, || self.try_acquire_read().ok().flatten())
-            .ok_or_else(|| {
-                Error::Timeout(format!("no event in buffer '{}' in time", self.name))
-            })
+        wait_until(self.filled().waker(), deadline, || {
+            self.try_acquire_read().ok().flatten()
+        })
+        .ok_or_else(|| Error::Timeout(format!("no event in buffer '{}' in time", self.name)))
     }
 
     /// Gives a read slot back to the writers.
@@ -745,12 +648,13 @@ impl Ring {
             }
             None
         };
-        let n = match try_once(out) {
-            Some(n) => n,
-            None => wait_until(self.filled().waker(), deadline, || try_once(out)).ok_or_else(
-                || Error::Timeout(format!("no event in buffer '{}' in time", self.name)),
-            )?,
-        };
+        let n =
+            match try_once(out) {
+                Some(n) => n,
+                None => wait_until(self.filled().waker(), deadline, || try_once(out)).ok_or_else(
+                    || Error::Timeout(format!("no event in buffer '{}' in time", self.name)),
+                )?,
+            };
         for &s in &out[..n] {
             self.mark_reading(s);
         }
@@ -821,7 +725,12 @@ impl Ring {
     /// # Errors
     /// [`Error::Timeout`] when nothing newer arrives in time; [`Error::InvalidArgument`] when
     /// `dst` is smaller than a slot's metadata + data.
-    pub fn observe(&self, after: u64, dst: &mut [u8], deadline: Option<Instant>) -> Result<Option<u64>> {
+    pub fn observe(
+        &self,
+        after: u64,
+        dst: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<Option<u64>> {
         let need = METADATA_SIZE + self.data_size();
         if dst.len() < need {
             return Err(Error::InvalidArgument(format!(
@@ -879,121 +788,10 @@ impl Ring {
             (METADATA_SIZE, self.data_size())
         };
         let n = src.len().min(max);
+        let dst = self.slot_ptr(slot).wrapping_add(off);
         // SAFETY: this process holds `slot` for writing (callers acquired it), so nobody else
         // writes it; `off + n` stays inside the slot; `src` is a distinct buffer.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.slot_ptr(slot).add(off), n) };
-    }
-
-    // ----- recovery -----
-
-    /// Returns every slot that process `dead_pid` held and ends its writer registrations. Only
-    /// for processes known to be dead. Returns `(slots it was writing, events lost with it,
-    /// writer registrations closed)`.
-    pub fn reclaim(&self, dead_pid: u32) -> (u32, u32, u32) {
-        let (mut writing, mut lost, mut writers) = (0, 0, 0);
-        for (i, rec) in self.records().iter().enumerate() {
-            if rec.holder.load(Ordering::SeqCst) != dead_pid || dead_pid == 0 {
-                continue;
-            }
-            match rec.state.load(Ordering::SeqCst) {
-                SLOT_WRITING => {
-                    writing += 1;
-                    self.free_slot(rec, i as u32);
-                }
-                SLOT_READING => {
-                    lost += 1;
-                    self.free_slot(rec, i as u32);
-                }
-                _ => {}
-            }
-        }
-        self.state().lost.fetch_add(u64::from(lost), Ordering::Relaxed);
-        for e in self.writers() {
-            let w = e.word.load(Ordering::SeqCst);
-            if w == writer_word(dead_pid, WRITER_ACTIVE)
-                && e.word
-                    .compare_exchange(
-                        w,
-                        writer_word(dead_pid, WRITER_CRASHED),
-                        Ordering::SeqCst,
-                        Ordering::SeqCst,
-                    )
-                    .is_ok()
-            {
-                writers += 1;
-            }
-        }
-        if writers > 0 {
-            self.state().writers_crashed.fetch_add(writers, Ordering::Relaxed);
-            self.try_end();
-        }
-        (writing, lost, writers)
-    }
-
-    /// Process ids currently holding slots (for the supervisor's liveness checks).
-    #[must_use]
-    pub fn holders(&self) -> Vec<u32> {
-        let mut v: Vec<u32> = self
-            .records()
-            .iter()
-            .map(|r| r.holder.load(Ordering::Relaxed))
-            .chain(self.writers().iter().filter_map(|e| {
-                let w = e.word.load(Ordering::Relaxed);
-                (w & 0xffff_ffff == WRITER_ACTIVE).then_some((w >> 32) as u32)
-            }))
-            .filter(|&p| p != 0)
-            .collect();
-        v.sort_unstable();
-        v.dedup();
-        v
-    }
-
-    // ----- statistics -----
-
-    /// A statistics snapshot (see [`Stats`]).
-    #[must_use]
-    pub fn stats(&self) -> Stats {
-        let st = self.state();
-        let events = st.event_count.load(Ordering::Relaxed);
-        let now = now_ns();
-        let t0 = st.rate_t_ns.load(Ordering::Acquire);
-        if t0 == 0 {
-            if st.rate_t_ns.compare_exchange(0, now, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-                st.rate_count.store(events, Ordering::Release);
-            }
-        } else if now.saturating_sub(t0) >= 500_000_000
-            && st.rate_t_ns.compare_exchange(t0, now, Ordering::AcqRel, Ordering::Relaxed).is_ok()
-        {
-            let c0 = st.rate_count.swap(events, Ordering::AcqRel);
-            let rate = events.saturating_sub(c0) as f64 / ((now - t0) as f64 * 1e-9);
-            st.rate_bits.store(rate.to_bits(), Ordering::Release);
-        }
-        let wait = st.wait_ns.load(Ordering::Relaxed) as f64;
-        let elapsed = st.elapsed_ns.load(Ordering::Relaxed) as f64;
-        let dt_sum = f64::from_bits(st.deadtime_sum_bits.load(Ordering::Relaxed));
-        let end = st.end_state.load(Ordering::Acquire);
-        let active = self
-            .writers()
-            .iter()
-            .filter(|e| e.word.load(Ordering::Relaxed) & 0xffff_ffff == WRITER_ACTIVE)
-            .count() as u32;
-        Stats {
-            event_count: events,
-            slot_count: self.geo.slot_count,
-            filled_slots: self.filled().len() as u32,
-            empty_slots: self.empty().len() as u32,
-            rate: f64::from_bits(st.rate_bits.load(Ordering::Acquire)),
-            average_deadtime: if elapsed > 0.0 { (wait / elapsed).min(1.0) } else { 0.0 },
-            mean_event_deadtime: if events > 0 { dt_sum / events as f64 } else { 0.0 },
-            paused_count: st.paused_count.load(Ordering::Relaxed),
-            paused: st.paused.load(Ordering::Relaxed) != 0,
-            flushed: end != END_OPEN,
-            forced: end == END_FORCED,
-            overwritten: st.overwritten.load(Ordering::Relaxed),
-            lost: st.lost.load(Ordering::Relaxed),
-            active_writers: active,
-            crashed_writers: st.writers_crashed.load(Ordering::Relaxed),
-        }
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, n) };
     }
 }
 

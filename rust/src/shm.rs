@@ -77,12 +77,13 @@ impl Mapping {
     /// permissions) or mapped.
     pub fn attach(pid: u32, fd: i32, label: &str) -> Result<Mapping> {
         let path = format!("/proc/{pid}/fd/{fd}");
-        let owned = fs::open(&path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
-            Error::SharedMemory(format!(
+        let owned =
+            fs::open(&path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
+                Error::SharedMemory(format!(
                 "cannot attach buffer '{label}' through {path} ({e}): the process that created \
                  it (pid {pid}) has probably exited"
             ))
-        })?;
+            })?;
         let len = fs::fstat(&owned)
             .map_err(|e| Error::SharedMemory(format!("fstat of buffer '{label}': {e}")))?
             .st_size as usize;

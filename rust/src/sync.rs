@@ -1,7 +1,6 @@
 //! The only place that imports atomics, so that every shared-memory atomic of the crate is visible
 //! in one list (and could be swapped for a model checker's types).
 #![forbid(unsafe_code)]
-#![allow(clippy::disallowed_types)]
 
 pub use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 

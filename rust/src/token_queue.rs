@@ -62,8 +62,15 @@ impl<'a> TokenQueue<'a> {
     /// Panics if `cells.len()` is not a power of two (a layout bug, never user input).
     #[must_use]
     pub fn new(hdr: &'a QueueHeader, cells: &'a [QueueCell]) -> Self {
-        assert!(cells.len().is_power_of_two(), "queue capacity must be a power of two");
-        TokenQueue { hdr, cells, mask: cells.len() as u64 - 1 }
+        assert!(
+            cells.len().is_power_of_two(),
+            "queue capacity must be a power of two"
+        );
+        TokenQueue {
+            hdr,
+            cells,
+            mask: cells.len() as u64 - 1,
+        }
     }
 
     /// Puts the queue into its empty state. Only for fresh memory no other process uses yet.

@@ -3,7 +3,7 @@
 //! A waiter first spins briefly (a hand-off in progress usually completes within a microsecond),
 //! then announces itself in `waiters`, re-checks its condition and sleeps on the futex word with
 //! a timeout. The waking side bumps the word and makes the `FUTEX_WAKE` syscall only when
-//! `waiters` is non-zero. The SeqCst fences on both sides (announce → re-check, publish → read
+//! `waiters` is non-zero. The `SeqCst` fences on both sides (announce → re-check, publish → read
 //! `waiters`) guarantee that either the waiter sees the new state or the waker sees the waiter.
 //! The futexes are process-shared (no `FUTEX_PRIVATE_FLAG`).
 #![forbid(unsafe_code)]
@@ -15,10 +15,19 @@ use rustix::thread::futex;
 use crate::sync::{fence, Ordering};
 use crate::token_queue::Waker;
 
-/// Spins (with a CPU hint) before the first sleep.
-const SPIN_ROUNDS: u32 = 64;
-/// Yields to the scheduler before the first sleep.
-const YIELD_ROUNDS: u32 = 4;
+/// How long a waiter spins (re-checking, with a CPU hint) before it sleeps. A hand-off in a
+/// busy pipeline usually completes within this time, and a spinning waiter saves the waker its
+/// `FUTEX_WAKE` syscall and itself a context switch.
+fn spin_budget() -> Duration {
+    static BUDGET: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        let us = std::env::var("MIMOCORB2_SPIN_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(30);
+        Duration::from_micros(us)
+    })
+}
 
 /// Wakes up to `n` sleepers of `w`; a no-op (no syscall) when nobody sleeps.
 pub fn wake(w: &Waker, n: u32) {
@@ -39,14 +48,17 @@ pub fn wait_until<T>(
     deadline: Option<Instant>,
     mut check: impl FnMut() -> Option<T>,
 ) -> Option<T> {
-    for i in 0..SPIN_ROUNDS + YIELD_ROUNDS {
-        if let Some(v) = check() {
-            return Some(v);
-        }
-        if i < SPIN_ROUNDS {
+    let spin_end = Instant::now() + spin_budget();
+    loop {
+        for _ in 0..16 {
+            if let Some(v) = check() {
+                return Some(v);
+            }
             std::hint::spin_loop();
-        } else {
-            std::thread::yield_now();
+        }
+        let now = Instant::now();
+        if now >= spin_end || deadline.is_some_and(|d| now >= d) {
+            break;
         }
     }
     loop {

@@ -22,7 +22,9 @@ pub struct SlotMemory {
 
 impl SlotMemory {
     pub fn new(ring: &Ring) -> SlotMemory {
-        SlotMemory { map: ring.mapping() }
+        SlotMemory {
+            map: ring.mapping(),
+        }
     }
 }
 
@@ -33,7 +35,8 @@ impl SlotMemory {
     }
 
     /// # Safety
-    /// Called by CPython with a valid `view` to fill.
+    /// Called by `CPython` with a valid `view` to fill.
+    #[allow(clippy::needless_pass_by_value)]
     unsafe fn __getbuffer__(
         slf: Bound<'_, Self>,
         view: *mut pyo3::ffi::Py_buffer,
@@ -55,6 +58,7 @@ impl SlotMemory {
         Ok(())
     }
 
+    #[allow(clippy::unused_self)]
     unsafe fn __releasebuffer__(&self, _view: *mut pyo3::ffi::Py_buffer) {}
 }
 

@@ -2,25 +2,132 @@
 //! Fast paths run with the GIL held (a hand-off takes well under a microsecond); waits release
 //! it in slices and let signals through.
 
+use std::sync::Arc;
+
 use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
 
 use super::buffer::{with_bytes, with_bytes_mut};
 use super::ring::Buffer;
 use super::wait::{blocking, timeout};
 use crate::handles;
+use crate::ring::{Ring, TRASH};
 
-/// A writer endpoint (registers with the buffer on creation).
+/// The `[metadata, data]` view lists of a buffer's slots in this process, fetched once per slot
+/// from the Python buffer object's `_slot_views(slot)` and cached.
 #[derive(Debug)]
-#[pyclass(module = "mimocorb2._core")]
+struct SlotViews {
+    source: Option<Py<PyAny>>,
+    cache: Vec<Option<Py<PyAny>>>,
+    trash: Option<Py<PyAny>>,
+}
+
+impl SlotViews {
+    fn get(&mut self, py: Python<'_>, slot: u32) -> PyResult<Py<PyAny>> {
+        let cell = if slot == TRASH {
+            &mut self.trash
+        } else {
+            self.cache
+                .get_mut(slot as usize)
+                .ok_or_else(|| pyo3::exceptions::PyIndexError::new_err(format!("no slot {slot}")))?
+        };
+        if let Some(v) = cell {
+            return Ok(v.clone_ref(py));
+        }
+        let v = match &self.source {
+            Some(src) => src.call_method1(py, "_slot_views", (slot,))?,
+            None => (slot,).into_pyobject(py)?.into_any().unbind(),
+        };
+        *cell = Some(v.clone_ref(py));
+        Ok(v)
+    }
+
+    fn end(py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(PyList::new(py, [py.None(), py.None()])?.into_any().unbind())
+    }
+}
+
+/// Accepts a `_core.Buffer` or a Python object with a `_core` attribute holding one.
+fn resolve(buffer: &Bound<'_, PyAny>) -> PyResult<(Arc<Ring>, SlotViews)> {
+    let (core, source) = if let Ok(b) = buffer.cast::<Buffer>() {
+        (b.clone(), None)
+    } else {
+        {
+            let core = buffer.getattr("_core").map_err(|_| {
+                pyo3::exceptions::PyTypeError::new_err(format!(
+                    "expected a mimoBuffer, got {}",
+                    buffer
+                        .get_type()
+                        .name()
+                        .map_or_else(|_| "?".into(), |n| n.to_string())
+                ))
+            })?;
+            (core.cast_into::<Buffer>()?, Some(buffer.clone().unbind()))
+        }
+    };
+    let ring = core.get().ring.clone();
+    let n = ring.slot_count() as usize;
+    Ok((
+        ring,
+        SlotViews {
+            source,
+            cache: (0..n).map(|_| None).collect(),
+            trash: None,
+        },
+    ))
+}
+
+/// A writer endpoint (registers with the buffer on creation). Also the context manager of
+/// `mimocorb2.mimo_buffer.BufferWriter`, which subclasses it.
+#[derive(Debug)]
+#[pyclass(module = "mimocorb2._core", subclass)]
 pub struct Writer {
     inner: handles::Writer,
+    views: SlotViews,
+    timeout: Option<f64>,
+    stamp: bool,
 }
 
 #[pymethods]
 impl Writer {
+    /// `buffer` is a `_core.Buffer`, or a `mimoBuffer` (then `with` yields its slot views).
     #[new]
-    fn new(buffer: &Buffer) -> PyResult<Writer> {
-        Ok(Writer { inner: handles::Writer::new(buffer.ring.clone())? })
+    #[pyo3(signature = (buffer, timeout=None, stamp=false, *_args, **_kwargs))]
+    fn new(
+        buffer: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+        stamp: bool,
+        _args: &Bound<'_, PyTuple>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Writer> {
+        let (core, views) = resolve(buffer)?;
+        self::timeout(timeout)?;
+        Ok(Writer {
+            inner: handles::Writer::new(core)?,
+            views,
+            timeout,
+            stamp,
+        })
+    }
+
+    fn __enter__(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let slot = self.acquire(py, self.timeout)?;
+        self.views.get(py, slot)
+    }
+
+    #[pyo3(signature = (exc_type, _exc=None, _tb=None))]
+    fn __exit__(
+        &mut self,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        if exc_type.is_none_or(PyAnyMethods::is_none) {
+            self.inner.commit(self.stamp)?;
+        } else if self.inner.held().is_some() {
+            self.inner.abort()?;
+        }
+        Ok(false)
     }
 
     /// Takes a free slot; returns its index (`TRASH` while paused).
@@ -77,18 +184,48 @@ impl Writer {
     }
 }
 
-/// A reader endpoint.
+/// A reader endpoint. Also the context manager of `mimocorb2.mimo_buffer.BufferReader`.
 #[derive(Debug)]
-#[pyclass(module = "mimocorb2._core")]
+#[pyclass(module = "mimocorb2._core", subclass)]
 pub struct Reader {
     inner: handles::Reader,
+    views: SlotViews,
+    timeout: Option<f64>,
 }
 
 #[pymethods]
 impl Reader {
+    /// `buffer` is a `_core.Buffer`, or a `mimoBuffer` (then `with` yields its slot views).
     #[new]
-    fn new(buffer: &Buffer) -> Reader {
-        Reader { inner: handles::Reader::new(buffer.ring.clone()) }
+    #[pyo3(signature = (buffer, timeout=None, *_args, **_kwargs))]
+    fn new(
+        buffer: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+        _args: &Bound<'_, PyTuple>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Reader> {
+        let (core, views) = resolve(buffer)?;
+        self::timeout(timeout)?;
+        Ok(Reader {
+            inner: handles::Reader::new(core),
+            views,
+            timeout,
+        })
+    }
+
+    fn __enter__(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match self.acquire(py, self.timeout)? {
+            Some(slot) => self.views.get(py, slot),
+            None => SlotViews::end(py),
+        }
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&mut self, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        if self.inner.held().is_some() {
+            self.inner.release()?;
+        }
+        Ok(false)
     }
 
     /// Takes the next event's slot; None at the end of the stream.
@@ -135,8 +272,11 @@ pub struct Observer {
 #[pymethods]
 impl Observer {
     #[new]
-    fn new(buffer: &Buffer) -> Observer {
-        Observer { inner: handles::Observer::new(buffer.ring.clone()) }
+    fn new(buffer: &Bound<'_, PyAny>) -> PyResult<Observer> {
+        let (core, _) = resolve(buffer)?;
+        Ok(Observer {
+            inner: handles::Observer::new(core),
+        })
     }
 
     /// Copies the newest event newer than the last one seen into `dst` (metadata + data bytes);
@@ -150,6 +290,8 @@ impl Observer {
     ) -> PyResult<bool> {
         let total = self::timeout(timeout)?;
         let inner = &mut self.inner;
-        with_bytes_mut(dst, |bytes| blocking(py, total, |slice| inner.observe(bytes, Some(slice))))
+        with_bytes_mut(dst, |bytes| {
+            blocking(py, total, |slice| inner.observe(bytes, Some(slice)))
+        })
     }
 }

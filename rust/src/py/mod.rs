@@ -1,4 +1,4 @@
-//! PyO3 bindings of the core as the native module `mimocorb2._core`. Only argument adaptation,
+//! `PyO3` bindings of the core as the native module `mimocorb2._core`. Only argument adaptation,
 //! GIL handling and error mapping live here; all logic is in the core modules.
 
 mod buffer;
@@ -18,6 +18,12 @@ mod core_module {
     use super::ring::Buffer;
 
     use pyo3::prelude::*;
+
+    /// Forgets the cached process id; registered with `os.register_at_fork(after_in_child=...)`.
+    #[pyfunction]
+    fn _after_fork() {
+        crate::clock::reset_pid_cache();
+    }
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -30,18 +30,26 @@ impl Buffer {
         overwrite: bool,
     ) -> PyResult<Buffer> {
         let ring = py.detach(|| Ring::create(name, slot_count, data_size, dtype, overwrite))?;
-        Ok(Buffer { ring: Arc::new(ring) })
+        Ok(Buffer {
+            ring: Arc::new(ring),
+        })
     }
 
     /// Attaches to the buffer held by process `pid` as descriptor `fd`.
     #[staticmethod]
     fn attach(pid: u32, fd: i32, instance: [u64; 2]) -> PyResult<Buffer> {
-        Ok(Buffer { ring: Arc::new(Ring::attach(pid, fd, Some(instance))?) })
+        Ok(Buffer {
+            ring: Arc::new(Ring::attach(pid, fd, Some(instance))?),
+        })
     }
 
     /// `(pid, fd, instance)` through which another process can attach.
     fn handle(&self) -> (u32, i32, [u64; 2]) {
-        (std::process::id(), self.ring.raw_fd(), self.ring.instance_id())
+        (
+            std::process::id(),
+            self.ring.raw_fd(),
+            self.ring.instance_id(),
+        )
     }
 
     /// The whole region as a writable buffer-protocol object.
@@ -66,6 +74,7 @@ impl Buffer {
         self.ring.data_size()
     }
     #[getter]
+    #[allow(clippy::unused_self)]
     fn metadata_size(&self) -> usize {
         METADATA_SIZE
     }
