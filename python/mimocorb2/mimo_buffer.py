@@ -300,7 +300,7 @@ class BufferWriter(_core.Writer, Interface):
         """Writes many events in one hand-off (one memcpy per event).
 
         Args:
-            data: ``k × data_length`` elements of the buffer's dtype (shape ``(k, data_length)``
+            data: ``k * data_length`` elements of the buffer's dtype (shape ``(k, data_length)``
                 or, for ``data_length == 1``, ``(k,)``).
             metadata: ``k`` metadata records to store as given; without them the buffer stamps
                 counter, timestamp and dead time.

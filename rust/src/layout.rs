@@ -90,7 +90,8 @@ pub const END_FORCED: u32 = 2;
 #[repr(C)]
 #[derive(Debug)]
 pub struct SharedState {
-    /// Committed events (excludes discarded and overwritten ones).
+    /// Committed events (including ones later overwritten; excluding discarded ones). Also the
+    /// commit sequence number of the newest event.
     pub event_count: CachePadded<AtomicU64>,
     /// Next event number handed out by a stamping commit.
     pub next_counter: CachePadded<AtomicU64>,

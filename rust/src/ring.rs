@@ -32,6 +32,13 @@ use crate::sync::{fence, AtomicU64, Ordering};
 use crate::token_queue::{QueueCell, QueueHeader, TokenQueue};
 use crate::wait::{wait_until, wake};
 
+/// Bits of the slot index in the `latest` word (the rest holds the commit sequence modulo 2^40,
+/// compared with wrap-around arithmetic, so the word never overflows).
+const SLOT_BITS: u32 = 24;
+const SLOT_MASK: u64 = (1 << SLOT_BITS) - 1;
+const SEQ_MASK: u64 = (1 << (64 - SLOT_BITS)) - 1;
+const _: () = assert!(MAX_SLOTS as u64 <= SLOT_MASK);
+
 /// Index used for the process-local discard slot handed out while paused.
 pub const TRASH: u32 = u32::MAX;
 
@@ -376,7 +383,6 @@ impl Ring {
         if self.overwrite() {
             if let Some(s) = self.filled().pop() {
                 self.state().overwritten.fetch_add(1, Ordering::Relaxed);
-                self.state().event_count.fetch_sub(1, Ordering::Relaxed);
                 return Some(s);
             }
         }
@@ -511,13 +517,18 @@ impl Ring {
             // SYNC POINT: even version (Release) marks the slot stable for observers.
             rec.version.fetch_add(1, Ordering::Release);
         }
-        let pushed = self.filled().push_batch(slots);
-        debug_assert_eq!(pushed, slots.len(), "tokens are conserved");
+        if !self.filled().push_all(slots) {
+            st.inflight_commits.fetch_sub(1, Ordering::SeqCst);
+            st.lost.fetch_add(n, Ordering::Relaxed);
+            return Err(self.stuck_msg());
+        }
         if let Some(&last) = slots.last() {
             let seq = seq0 + n - 1;
             // SYNC POINT: Release publishes the record updates to observers loading `latest`.
-            st.latest
-                .store((seq << 24) | u64::from(last), Ordering::Release);
+            st.latest.store(
+                ((seq & SEQ_MASK) << SLOT_BITS) | u64::from(last),
+                Ordering::Release,
+            );
         }
         add_f64(&st.deadtime_sum_bits, dt_sum);
         if st.first_commit_ns.load(Ordering::Relaxed) == 0 {
@@ -561,8 +572,18 @@ impl Ring {
             rec.version.fetch_add(1, Ordering::Release);
         }
         rec.state.store(SLOT_FREE, Ordering::Relaxed);
-        self.empty().push(slot);
+        if !self.empty().push_all(&[slot]) {
+            self.state().lost.fetch_add(1, Ordering::Relaxed);
+        }
         self.empty().notify();
+    }
+
+    fn stuck_msg(&self) -> Error {
+        Error::SharedMemory(format!(
+            "a token queue of buffer '{}' is stuck: a process was killed in the middle of a \
+             queue operation; the buffer cannot be used any more",
+            self.name
+        ))
     }
 
     /// Records the wait of a writer (for the buffer's dead-time statistics).
@@ -672,9 +693,13 @@ impl Ring {
             rec.holders.store(0, Ordering::Relaxed);
             rec.state.store(SLOT_FREE, Ordering::Relaxed);
         }
-        self.empty().push_batch(slots);
+        let pushed = self.empty().push_all(slots);
         self.empty().notify();
-        Ok(())
+        if pushed {
+            Ok(())
+        } else {
+            Err(self.stuck_msg())
+        }
     }
 
     /// Takes up to `out.len()` free slots for writing at once, waiting for at least one.
@@ -742,12 +767,14 @@ impl Ring {
         let attempt = |dst: &mut [u8]| -> Option<Option<u64>> {
             // SYNC POINT: Acquire pairs with the commit's Release store of `latest`.
             let latest = st.latest.load(Ordering::Acquire);
-            let seq = latest >> 24;
-            if latest != 0 && seq > after {
-                let slot = (latest & 0xff_ffff) as u32;
+            let seq40 = latest >> SLOT_BITS;
+            let newer = seq40.wrapping_sub(after & SEQ_MASK) & SEQ_MASK;
+            if latest != 0 && newer != 0 && newer < SEQ_MASK / 2 {
+                let slot = (latest & SLOT_MASK) as u32;
                 if let Some(rec) = self.records().get(slot as usize) {
                     let v1 = rec.version.load(Ordering::Acquire);
-                    if v1 % 2 == 0 && rec.commit_seq.load(Ordering::Relaxed) == seq {
+                    let seq = rec.commit_seq.load(Ordering::Relaxed);
+                    if v1 % 2 == 0 && seq & SEQ_MASK == seq40 {
                         self.copy_out(slot, &mut dst[..need]);
                         // SYNC POINT: the copy happens before the second version load.
                         fence(Ordering::Acquire);

@@ -15,6 +15,9 @@
 
 use crate::sync::{fence, AtomicU32, AtomicU64, CachePadded, Ordering};
 
+/// How long [`TokenQueue::push_all`] retries before it declares the queue stuck.
+pub const STUCK_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Shared part of a queue: head, tail and the futex word, each on its own cache line.
 #[repr(C)]
 #[derive(Debug, Default)]
@@ -112,6 +115,36 @@ impl<'a> TokenQueue<'a> {
     /// [`TokenQueue::notify`] after a push (or after a batch).
     pub fn push(&self, token: u32) -> bool {
         self.push_batch(std::slice::from_ref(&token)) == 1
+    }
+
+    /// Pushes every token of `tokens`, for callers that know there is room (tokens are
+    /// conserved, so a ring's queues never lack room). A push can still see a cell that a
+    /// consumer has claimed but not yet released, and report "full" for a moment; this retries
+    /// (spinning, then yielding) until that consumer is through. Gives up and returns false only
+    /// if the queue stays stuck for [`STUCK_LIMIT`], which means a process died inside a queue
+    /// operation.
+    pub fn push_all(&self, tokens: &[u32]) -> bool {
+        let mut rest = tokens;
+        let mut failures = 0u32;
+        let mut since: Option<std::time::Instant> = None;
+        while !rest.is_empty() {
+            let n = self.push_batch(rest);
+            rest = &rest[n..];
+            if n > 0 {
+                continue;
+            }
+            failures += 1;
+            if failures < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+                let t0 = *since.get_or_insert_with(std::time::Instant::now);
+                if t0.elapsed() > STUCK_LIMIT {
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// Pops one token, or `None` when the queue is empty.
