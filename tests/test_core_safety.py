@@ -125,6 +125,6 @@ def test_slot_views_are_zero_copy_and_built_once():
             pass
     # two slots, four events: the same view objects come back
     assert len({id(v) for v in seen}) == 2
-    meta, data = seen[0]
+    _meta, data = seen[0]
     assert not data.flags.owndata and data.base is not None
     assert np.shares_memory(data, buf._memory)

@@ -304,7 +304,7 @@ class BufferWriter(_core.Writer, Interface):
                 or, for ``data_length == 1``, ``(k,)``).
             metadata: ``k`` metadata records to store as given; without them the buffer stamps
                 counter, timestamp and dead time.
-            timeout: Seconds to wait for free slots.
+            timeout: Seconds to wait for free slots (default: the writer's timeout).
 
         Returns:
             The number of events written (or discarded while paused): always ``k``.
@@ -321,6 +321,8 @@ class BufferWriter(_core.Writer, Interface):
             rec["data"] = data
             rows = rec.view(np.uint8).reshape(k, -1)
             with_meta = True
+        if timeout is None:
+            timeout = self.timeout
         done = 0
         while done < k:
             done += _core.Writer.write_batch(
@@ -363,14 +365,18 @@ class BufferReader(_core.Reader, Interface):
 
         Args:
             max_events: Most events to return.
-            timeout: Seconds to wait for the first event.
+            timeout: Seconds to wait for the first event (default: the reader's timeout).
 
         Returns:
             ``(metadata, data)`` with shapes ``(k,)`` and ``(k, data_length)``, ``k ≥ 1``;
             ``(None, None)`` at the end of the stream.
         """
+        if int(max_events) < 1:
+            raise ValueError(f"read_batch: max_events must be >= 1, got {max_events}")
         buf = self.buffer
         out = np.empty(int(max_events), dtype=_record_dtype(buf))
+        if timeout is None:
+            timeout = self.timeout
         k = _core.Reader.read_batch(self, out.view(np.uint8), int(max_events), timeout)
         if k == 0:
             return None, None

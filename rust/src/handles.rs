@@ -22,6 +22,9 @@ pub struct Writer {
     registration: Option<usize>,
     last_commit_ns: u64,
     held: Option<(u32, u64)>,
+    /// Start of a wait for a slot that has not succeeded yet (a wait may be split into
+    /// several timed calls; the dead time counts all of them).
+    wait_start: Option<u64>,
 }
 
 impl Writer {
@@ -36,6 +39,7 @@ impl Writer {
             registration,
             last_commit_ns: now_ns(),
             held: None,
+            wait_start: None,
         })
     }
 
@@ -63,11 +67,13 @@ impl Writer {
                 self.ring.name()
             )));
         }
-        let t0 = now_ns();
-        let grant = match self.ring.try_acquire_write()? {
-            Some(g) => g,
-            None => self.ring.acquire_write(deadline(timeout))?,
+        let t0 = *self.wait_start.get_or_insert_with(now_ns);
+        let grant = match self.ring.try_acquire_write() {
+            Ok(Some(g)) => Ok(g),
+            Ok(None) => self.ring.acquire_write(deadline(timeout)),
+            Err(e) => Err(e),
         };
+        let grant = self.end_wait(grant)?;
         let waited = now_ns().saturating_sub(t0);
         let slot = match grant {
             Grant::Slot(s) => s,
@@ -85,14 +91,26 @@ impl Writer {
         if self.held.is_some() {
             return self.acquire(None).map(Some);
         }
-        Ok(self.ring.try_acquire_write()?.map(|g| {
-            let s = match g {
-                Grant::Slot(s) => s,
-                Grant::Trash => TRASH,
-            };
-            self.held = Some((s, 0));
-            s
-        }))
+        let t0 = *self.wait_start.get_or_insert_with(now_ns);
+        let grant = match self.ring.try_acquire_write() {
+            Ok(Some(g)) => Ok(g),
+            Ok(None) => return Ok(None),
+            Err(e) => Err(e),
+        };
+        let s = match self.end_wait(grant)? {
+            Grant::Slot(s) => s,
+            Grant::Trash => TRASH,
+        };
+        self.held = Some((s, now_ns().saturating_sub(t0)));
+        Ok(Some(s))
+    }
+
+    /// Ends the current wait unless it only timed out (then the next call continues it).
+    fn end_wait<T>(&mut self, r: Result<T>) -> Result<T> {
+        if !matches!(r, Err(Error::Timeout(_))) {
+            self.wait_start = None;
+        }
+        r
     }
 
     /// Publishes the held slot. With `stamp`, counter, timestamp and dead time are set.
@@ -148,6 +166,9 @@ impl Writer {
         } else {
             data
         };
+        if count == 0 {
+            return Ok(0);
+        }
         if src.len() < row * count {
             return Err(Error::InvalidArgument(format!(
                 "batch of {count} events needs {} bytes, got {}",
@@ -161,10 +182,9 @@ impl Writer {
             ));
         }
         let mut slots = vec![0u32; count.min(self.ring.slot_count() as usize)];
-        let t0 = now_ns();
-        let n = self
-            .ring
-            .acquire_write_many(&mut slots, deadline(timeout))?;
+        let t0 = *self.wait_start.get_or_insert_with(now_ns);
+        let n = self.ring.acquire_write_many(&mut slots, deadline(timeout));
+        let n = self.end_wait(n)?;
         let waited = now_ns().saturating_sub(t0);
         let now = now_ns();
         let elapsed = now.saturating_sub(self.last_commit_ns).max(1);
@@ -278,6 +298,11 @@ impl Reader {
         timeout: Option<Duration>,
     ) -> Result<usize> {
         let row = METADATA_SIZE + self.ring.data_size();
+        if max == 0 {
+            return Err(Error::InvalidArgument(
+                "read_batch needs max_events >= 1".into(),
+            ));
+        }
         if dst.len() < row * max {
             return Err(Error::InvalidArgument(format!(
                 "batch of {max} events needs {} bytes, got {}",

@@ -157,6 +157,12 @@ impl Writer {
         self.inner.finish()
     }
 
+    /// Default timeout (seconds) of this writer's waits.
+    #[getter]
+    fn timeout(&self) -> Option<f64> {
+        self.timeout
+    }
+
     /// The held slot, if any.
     #[getter]
     fn held(&self) -> Option<u32> {
@@ -237,6 +243,12 @@ impl Reader {
         }
         let inner = &mut self.inner;
         blocking(py, total, |slice| inner.acquire(Some(slice)))
+    }
+
+    /// Default timeout (seconds) of this reader's waits.
+    #[getter]
+    fn timeout(&self) -> Option<f64> {
+        self.timeout
     }
 
     /// Gives the held slot back.
