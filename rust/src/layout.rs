@@ -103,22 +103,28 @@ pub struct SharedState {
     pub end_state: AtomicU32,
     /// 1 while paused.
     pub paused: AtomicU32,
-    /// Commits that are between their end check and their publication.
-    pub inflight_commits: AtomicU32,
     /// Writers that must finish before an orderly end (set by the control from the setup).
     pub expected_writers: AtomicU32,
-    /// Events discarded while paused.
-    pub paused_count: AtomicU64,
+    /// Writers registered so far.
+    pub writers_registered: AtomicU32,
+    /// Writers whose process died while registered.
+    pub writers_crashed: AtomicU32,
+    /// Commits that are between their end check and their publication (written on every
+    /// commit, so on a cache line of its own: readers spinning on the flags above must not
+    /// steal the writer's line).
+    pub inflight_commits: CachePadded<AtomicU32>,
+    /// Events discarded while paused (starts the writers' statistics line).
+    pub paused_count: CachePadded<AtomicU64>,
     /// Events overwritten by an `overwrite` buffer.
     pub overwritten: AtomicU64,
-    /// Events lost because their reader died while holding them.
-    pub lost: AtomicU64,
     /// Nanoseconds writers spent waiting for a free slot.
     pub wait_ns: AtomicU64,
     /// Nanoseconds between successive commits of each writer (the denominator of the dead time).
     pub elapsed_ns: AtomicU64,
     /// Sum of the `deadtime` fields of committed events, as f64 bits.
     pub deadtime_sum_bits: AtomicU64,
+    /// Events lost because their reader died while holding them (starts the rare line).
+    pub lost: CachePadded<AtomicU64>,
     /// Unix time in ns of the rate sample.
     pub rate_t_ns: AtomicU64,
     /// Event count at the rate sample.
@@ -127,10 +133,6 @@ pub struct SharedState {
     pub rate_bits: AtomicU64,
     /// Unix time in ns of the first commit (0 before it).
     pub first_commit_ns: AtomicU64,
-    /// Writers registered so far.
-    pub writers_registered: AtomicU32,
-    /// Writers whose process died while registered.
-    pub writers_crashed: AtomicU32,
 }
 
 /// Slot is in the empty queue.
@@ -154,6 +156,9 @@ pub struct SlotRecord {
     pub holders: AtomicU32,
     /// Reserved.
     pub reserved: AtomicU32,
+    /// Padding to a cache line, so that a reader and a writer handling neighbouring slots do
+    /// not share a line.
+    pub pad: [u64; 4],
     /// Seqlock version: odd while a writer fills the slot, even when stable.
     pub version: AtomicU64,
     /// Commit sequence number of the event the slot holds.
@@ -184,7 +189,7 @@ pub fn writer_word(pid: u32, state: u64) -> u64 {
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() % 8 == 0);
-const _: () = assert!(std::mem::size_of::<SlotRecord>() == 32);
+const _: () = assert!(std::mem::size_of::<SlotRecord>() == 64);
 const _: () = assert!(std::mem::size_of::<WriterEntry>() == 8);
 const _: () = assert!(METADATA_SIZE == 24);
 

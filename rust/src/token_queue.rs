@@ -40,8 +40,9 @@ pub struct Waker {
     pub waiters: AtomicU32,
 }
 
-/// One queue cell.
-#[repr(C)]
+/// One queue cell, on a cache line of its own (a consumer releasing cell `p` and a producer
+/// filling cell `p + 1` must not fight over one line).
+#[repr(C, align(64))]
 #[derive(Debug, Default)]
 pub struct QueueCell {
     /// Vyukov sequence number of the cell.
