@@ -12,6 +12,7 @@ __all__ = [
     "BufferTimeoutError",
     "LayoutMismatchError",
     "MimocorbError",
+    "SetupValidationError",
     "SharedMemoryError",
     "SlotReleasedError",
 ]
@@ -39,3 +40,18 @@ class SharedMemoryError(MimocorbError, OSError):
 
 class SlotReleasedError(MimocorbError):
     """A slot was used after it had been committed or released, or was never held."""
+
+
+class SetupValidationError(MimocorbError, ValueError):
+    """A setup file is invalid.
+
+    ``errors`` lists every problem found, each naming the file, the worker or buffer, the key
+    and the fix.
+    """
+
+    def __init__(self, errors: list[str], source: str = "setup") -> None:
+        """Keeps the list of problems and builds one message from it."""
+        self.errors = list(errors)
+        self.source = source
+        lines = "\n".join(f"  - {e}" for e in self.errors)
+        super().__init__(f"{source} has {len(self.errors)} problem(s):\n{lines}")

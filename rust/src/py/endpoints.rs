@@ -163,6 +163,17 @@ impl Writer {
         self.timeout
     }
 
+    /// Whether commits stamp counter, timestamp and dead time (the Importer path).
+    #[getter]
+    fn stamp(&self) -> bool {
+        self.stamp
+    }
+
+    #[setter]
+    fn set_stamp(&mut self, stamp: bool) {
+        self.stamp = stamp;
+    }
+
     /// The held slot, if any.
     #[getter]
     fn held(&self) -> Option<u32> {
