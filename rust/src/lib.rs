@@ -16,6 +16,7 @@ pub mod ring;
 mod ring_admin;
 pub mod shm;
 pub mod stats;
+pub mod supervisor;
 pub mod sync;
 pub mod token_queue;
 pub mod wait;

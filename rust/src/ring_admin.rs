@@ -142,6 +142,17 @@ impl Ring {
     /// for processes known to be dead. Returns `(slots it was writing, events lost with it,
     /// writer registrations closed)`.
     pub fn reclaim(&self, dead_pid: u32) -> (u32, u32, u32) {
+        self.reclaim_inner(dead_pid, false)
+    }
+
+    /// Like [`Ring::reclaim`] for a process that will be started again: its writer
+    /// registrations are released without counting as finished, so the buffer stays open for
+    /// the replacement process.
+    pub fn reclaim_for_restart(&self, dead_pid: u32) -> (u32, u32, u32) {
+        self.reclaim_inner(dead_pid, true)
+    }
+
+    fn reclaim_inner(&self, dead_pid: u32, restart: bool) -> (u32, u32, u32) {
         let (mut writing, mut lost, mut writers) = (0, 0, 0);
         for (i, rec) in self.records().iter().enumerate() {
             if rec.holder.load(Ordering::SeqCst) != dead_pid || dead_pid == 0 {
@@ -168,7 +179,11 @@ impl Ring {
                 && e.word
                     .compare_exchange(
                         w,
-                        writer_word(dead_pid, WRITER_CRASHED),
+                        if restart {
+                            WRITER_FREE
+                        } else {
+                            writer_word(dead_pid, WRITER_CRASHED)
+                        },
                         Ordering::SeqCst,
                         Ordering::SeqCst,
                     )
@@ -177,7 +192,7 @@ impl Ring {
                 writers += 1;
             }
         }
-        if writers > 0 {
+        if writers > 0 && !restart {
             self.state()
                 .writers_crashed
                 .fetch_add(writers, Ordering::Relaxed);

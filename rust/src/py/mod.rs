@@ -5,6 +5,7 @@ mod buffer;
 mod endpoints;
 mod errors;
 mod ring;
+mod supervisor;
 mod wait;
 
 /// The native module `mimocorb2._core`.
@@ -16,6 +17,8 @@ mod core_module {
     use super::endpoints::{Observer, Reader, Writer};
     #[pymodule_export]
     use super::ring::Buffer;
+    #[pymodule_export]
+    use super::supervisor::{die_with_parent, Supervisor};
 
     use pyo3::prelude::*;
 

@@ -1,0 +1,49 @@
+"""Command line: ``mimocorb2 SETUP [-c MODE]`` runs an experiment from a setup file."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from mimocorb2 import __version__
+
+
+def _has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the CLI; returns the process exit code (non-zero when a worker failed)."""
+    parser = argparse.ArgumentParser(
+        prog="mimocorb2",
+        description="Run a mimocorb2 data-acquisition setup (buffers and workers from YAML).",
+    )
+    parser.add_argument("setup_file", help="the setup YAML file")
+    parser.add_argument(
+        "-c",
+        "--control",
+        dest="mode",
+        default=None,
+        help="interfaces joined by '+': kbd, gui, stats (default: gui+stats with a display, "
+        "else kbd+stats)",
+    )
+    parser.add_argument("--version", action="version", version=f"mimocorb2 {__version__}")
+    args = parser.parse_args(argv)
+    mode = args.mode or ("gui+stats" if _has_display() else "kbd+stats")
+
+    from mimocorb2.control import Control
+    from mimocorb2.exceptions import MimocorbError
+
+    try:
+        control = Control.from_setup_file(args.setup_file, mode)
+    except (MimocorbError, ValueError, OSError) as e:
+        print(f"mimocorb2: {e}", file=sys.stderr)
+        return 2
+    print(f"mimocorb2: running {args.setup_file} in {mode} mode", file=sys.stderr)
+    control()
+    return control.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

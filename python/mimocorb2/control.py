@@ -1,0 +1,353 @@
+"""Running an experiment: buffers, worker processes, interfaces and statistics.
+
+:class:`Control` validates a setup, creates its buffers in shared memory, starts every worker
+process through the supervisor (written in Rust), shows their output and the buffer statistics,
+takes commands (terminal, GUI) and returns once every worker has finished.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+
+from mimocorb2 import _core
+from mimocorb2._dataflow import write_data_flow
+from mimocorb2._setup import Setup, load_setup_file, parse_setup
+from mimocorb2._stats_logger import StatsLogger
+from mimocorb2._terminal import Terminal
+from mimocorb2.mimo_buffer import mimoBuffer
+
+__all__ = ["Control"]
+
+MODES = ("kbd", "gui", "stats")
+_log = logging.getLogger("mimocorb2.control")
+
+
+def _parse_mode(mode: str) -> set[str]:
+    parts = {m.strip().lower() for m in str(mode).split("+") if m.strip()}
+    unknown = parts - set(MODES)
+    if unknown or not parts:
+        raise ValueError(
+            f"mode {mode!r}: use 'kbd', 'gui' or 'stats', or several joined by '+', "
+            "e.g. 'kbd+stats'"
+        )
+    return parts
+
+
+def _unique_run_dir(target: Path) -> Path:
+    """``target/run_<timestamp>``, with a suffix when that name is taken (same second)."""
+    target.mkdir(parents=True, exist_ok=True)
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    for i in range(1000):
+        path = target / (f"run_{stamp}" if i == 0 else f"run_{stamp}_{i + 1}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a unique run directory in {target}")
+
+
+class Control:
+    """Central controller of one run.
+
+    Args:
+        setup_dict: The setup (see the manual): ``Buffers``, ``Workers``, ``base_config``,
+            ``target_directory``.
+        setup_dir: Directory relative paths of the setup are resolved against.
+        mode: Interfaces joined by ``+``: ``kbd`` (terminal commands and status line),
+            ``gui`` (window; falls back to the terminal without a display), ``stats``
+            (``stats.csv`` in the run directory).
+
+    Raises:
+        SetupValidationError: Listing every problem of the setup; nothing is created then.
+    """
+
+    def __init__(
+        self,
+        setup_dict: Mapping[str, Any] | Setup,
+        setup_dir: str | Path = ".",
+        mode: str = "kbd+stats",
+    ) -> None:
+        """Validates the setup, then creates the run directory and the buffers."""
+        self.modes = _parse_mode(mode)
+        if isinstance(setup_dict, Setup):
+            self.setup = setup_dict
+        else:
+            self.setup = parse_setup(setup_dict, setup_dir, source=f"setup in {setup_dir}")
+        self.setup_dir = self.setup.setup_dir
+        self.commands: queue.Queue[Any] = queue.Queue()
+        self.exit_code = 0
+        self._interrupts = 0
+        self._started = 0.0
+        self._cpu_prev: dict[str, tuple[float, float]] = {}
+        self._procs: list[dict[str, Any]] = []
+        self._prepare()
+
+    @classmethod
+    def from_setup_file(cls, setup_file: str | Path, mode: str = "kbd+stats") -> Control:
+        """Creates a Control from a YAML setup file (validated first)."""
+        setup = load_setup_file(setup_file)
+        return cls(setup, setup.setup_dir, mode)
+
+    # ----- preparation -----
+
+    def _prepare(self) -> None:
+        self.run_dir = _unique_run_dir(self.setup.target_directory)
+        (self.run_dir / "logs").mkdir()
+        self._runtime = self.run_dir / ".runtime"
+        self._runtime.mkdir()
+        handler = logging.FileHandler(self.run_dir / "mimocorb2.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger("mimocorb2").addHandler(handler)
+        logging.getLogger("mimocorb2").setLevel(logging.INFO)
+        self._log_handler = handler
+        with open(self.run_dir / "setup.yaml", "w") as f:
+            yaml.safe_dump(self.setup.effective_dict(), f, sort_keys=False)
+        self.buffers: dict[str, mimoBuffer] = {}
+        for name, spec in self.setup.buffers.items():
+            buf = mimoBuffer(
+                name, spec.slot_count, spec.data_length, spec.data_dtype, overwrite=spec.overwrite
+            )
+            buf.set_expected_writers(self.setup.writers_of(name))
+            self.buffers[name] = buf
+        self.roots = self.setup.roots()
+        self.supervisor = _core.Supervisor()
+        for buf in self.buffers.values():
+            self.supervisor.watch(buf._core)
+        note = write_data_flow(self.setup, self.run_dir / "data_flow.svg")
+        if note:
+            _log.warning(note)
+            print(f"mimocorb2: {note}", file=sys.stderr)
+        _log.info("run directory %s", self.run_dir)
+
+    def _write_worker_specs(self) -> dict[str, Path]:
+        handles = {}
+        for name, buf in self.buffers.items():
+            pid, fd, instance = buf._core.handle()
+            handles[name] = {
+                "pid": pid,
+                "fd": fd,
+                "instance": list(instance),
+                "data_length": buf.data_length,
+            }
+        paths = {}
+        for name, w in self.setup.workers.items():
+            used = set(w.sources) | set(w.sinks) | set(w.observes)
+            spec = {
+                "worker": name,
+                "function": w.function,
+                "file": str(w.file) if w.file else None,
+                "config": w.config,
+                "number_of_processes": w.number_of_processes,
+                "sources": list(w.sources),
+                "sinks": list(w.sinks),
+                "observes": list(w.observes),
+                "restart": w.restart,
+                "max_restarts": w.max_restarts,
+                "setup_dir": str(self.setup_dir),
+                "run_dir": str(self.run_dir),
+                "control_pid": os.getpid(),
+                "buffers": {b: handles[b] for b in sorted(used)},
+            }
+            path = self._runtime / f"{name}.yaml"
+            path.write_text(yaml.safe_dump(spec, sort_keys=False))
+            paths[name] = path
+        return paths
+
+    def start_workers(self) -> None:
+        """Starts every worker process (fresh interpreters)."""
+        specs = self._write_worker_specs()
+        env = [("PYTHONUNBUFFERED", "1")]
+        for name, w in self.setup.workers.items():
+            restarts = w.max_restarts if w.restart == "on-failure" else 0
+            for i in range(w.number_of_processes):
+                self.supervisor.spawn(
+                    f"{name}_{i}",
+                    name,
+                    sys.executable,
+                    ["-m", "mimocorb2._worker_main", str(specs[name]), str(i)],
+                    str(self.run_dir / "logs" / f"{name}.log"),
+                    env,
+                    restarts,
+                )
+        self._started = time.time()
+        n = sum(w.number_of_processes for w in self.setup.workers.values())
+        _log.info("started %d processes", n)
+
+    # ----- commands -----
+
+    def _buffer_names(self, which: Any) -> list[str]:
+        if which == "all":
+            return list(self.buffers)
+        if which == "roots":
+            return list(self.roots)
+        return [b for b in which if b in self.buffers]
+
+    def execute(self, command: Any) -> bool:
+        """Executes one command; returns False for the exit command (None).
+
+        Commands: ``['buffer', 'all'|'roots'|[names], 'shutdown'|'pause'|'resume']`` and
+        ``['worker', 'all'|[names], 'shutdown'|'kill']``.
+        """
+        if command is None:
+            return False
+        kind, which, action = command
+        if kind == "buffer":
+            for name in self._buffer_names(which):
+                buf = self.buffers[name]
+                {"shutdown": buf.send_flush_event, "pause": buf.pause, "resume": buf.resume}[
+                    action
+                ]()
+            _log.info("buffers %s: %s", which, action)
+        elif kind == "worker":
+            names = None if which == "all" else list(which)
+            grace = 0.0 if action == "kill" else 2.0
+            threading.Thread(
+                target=self.supervisor.terminate, args=(names, grace), daemon=True
+            ).start()
+            _log.info("workers %s: %s", which, action)
+        else:
+            raise ValueError(f"unknown command {command!r}")
+        return True
+
+    # ----- statistics -----
+
+    def get_stats(self) -> dict[str, Any]:
+        """Statistics of buffers, workers and the control."""
+        procs = self._procs
+        now = time.time()
+        workers: dict[str, dict[str, Any]] = {}
+        for p in procs:
+            w = workers.setdefault(
+                p["worker"], {"processes": 0, "cpu_percent": 0.0, "failed": 0, "restarts": 0}
+            )
+            prev_t, prev_cpu = self._cpu_prev.get(p["name"], (now, p["cpu_seconds"]))
+            cpu = 100.0 * (p["cpu_seconds"] - prev_cpu) / (now - prev_t) if now > prev_t else 0.0
+            self._cpu_prev[p["name"]] = (now, p["cpu_seconds"])
+            if p["alive"]:
+                w["processes"] += 1
+                w["cpu_percent"] += cpu
+            elif p["exit_code"] != 0:
+                w["failed"] += 1
+            w["restarts"] += p["restarts"]
+        for w in workers.values():
+            if w["processes"]:
+                w["cpu_percent"] /= w["processes"]
+        return {
+            "buffers": {name: buf.get_stats() for name, buf in self.buffers.items()},
+            "workers": workers,
+            "time_active": now - self._started if self._started else 0.0,
+            "total_processes_alive": sum(1 for p in procs if p["alive"]),
+            "control": {"cpu_percent": self._own_cpu()},
+        }
+
+    def _own_cpu(self) -> float:
+        me = getattr(self, "_me", None)
+        if me is None:
+            me = self._me = psutil.Process()
+            me.cpu_percent(None)
+        return float(me.cpu_percent(None))
+
+    def failures(self) -> list[dict[str, Any]]:
+        """Processes that ended with an error (exit code or signal), with their last lines."""
+        return [p for p in self._procs if not p["alive"] and p["exit_code"] != 0]
+
+    # ----- running -----
+
+    def _on_sigint(self, _signum: int, _frame: Any) -> None:
+        self._interrupts += 1
+        if self._interrupts == 1:
+            print(
+                "\nmimocorb2: Ctrl-C: shutting the root buffers down, the pipeline drains; "
+                "press Ctrl-C again to terminate the workers",
+                file=sys.stderr,
+            )
+            self.commands.put(["buffer", "roots", "shutdown"])
+        else:
+            print("\nmimocorb2: terminating the workers", file=sys.stderr)
+            self.commands.put(["worker", "all", "shutdown"])
+
+    def __call__(self) -> None:
+        """Starts the workers and the interfaces; returns when every worker has finished."""
+        modes = set(self.modes)
+        if "gui" in modes:
+            print(
+                "mimocorb2: the GUI is not available yet; running in the terminal instead",
+                file=sys.stderr,
+            )
+            modes.discard("gui")
+            modes.add("kbd")
+        old_handler = None
+        if threading.current_thread() is threading.main_thread():
+            old_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        terminal = Terminal(self, interactive="kbd" in modes)
+        stats_logger = StatsLogger(self.run_dir / "stats.csv") if "stats" in modes else None
+        try:
+            self.start_workers()
+            terminal.start()
+            self._loop(terminal, stats_logger)
+        finally:
+            self.supervisor.terminate(None, 2.0)
+            self._procs = self.supervisor.poll()
+            terminal.flush_lines(self.supervisor)
+            if stats_logger is not None:
+                stats_logger.close(self.get_stats())
+            terminal.stop()
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
+            self._report()
+            logging.getLogger("mimocorb2").removeHandler(self._log_handler)
+            self._log_handler.close()
+
+    def _loop(self, terminal: Terminal, stats_logger: StatsLogger | None) -> None:
+        last_stats = 0.0
+        while True:
+            self._procs = self.supervisor.poll()
+            terminal.flush_lines(self.supervisor)
+            try:
+                while True:
+                    if not self.execute(self.commands.get_nowait()):
+                        return
+            except queue.Empty:
+                pass
+            now = time.monotonic()
+            if now - last_stats >= 1.0:
+                last_stats = now
+                stats = self.get_stats()
+                terminal.status(stats)
+                if stats_logger is not None:
+                    stats_logger.maybe_write(stats)
+            if not any(p["alive"] for p in self._procs):
+                return
+            time.sleep(0.05)
+
+    def _report(self) -> None:
+        failed = self.failures()
+        self.exit_code = 1 if failed else 0
+        for p in failed:
+            how = (
+                f"exit code {p['exit_code']}"
+                if p["exit_code"] is not None
+                else (f"signal {p['signal']}")
+            )
+            lines = "\n    ".join(p["tail"][-10:])
+            msg = f"process {p['name']} failed ({how}); last output:\n    {lines}"
+            _log.error(msg)
+            print(f"mimocorb2: {msg}", file=sys.stderr)
+        lost = {n: b.get_stats()["lost"] for n, b in self.buffers.items()}
+        if any(lost.values()):
+            print(f"mimocorb2: events lost with crashed readers: {lost}", file=sys.stderr)
+        print(f"mimocorb2: run finished; results in {self.run_dir}", file=sys.stderr)
