@@ -1,0 +1,815 @@
+"""Templates for the common kinds of workers.
+
+Each template wraps the :class:`~mimocorb2.mimo_worker.BufferIO` of a worker, checks in its
+constructor that the worker has the buffers it needs (raising :class:`SetupError`
+otherwise) and runs the event loop around a user function (the *ufunc*):
+
+- :class:`Importer`: a generator feeds events into the one sink; metadata is stamped.
+- :class:`Exporter`: ``for data, metadata in exporter:`` hands out the source's events,
+  optionally passing each on to sinks of the same layout.
+- :class:`Filter`: ``ufunc(data)`` decides which sinks (if any) receive a copy of the event.
+- :class:`Processor`: ``ufunc(data)`` returns one result per sink, written with the input's
+  metadata.
+- :class:`Observer`: a generator of copies of the newest events of an observed buffer.
+- :class:`IsAlive`: tells whether an observed buffer is still running.
+
+Every template shuts its sinks down when its loop ends, normally or through an error, so
+downstream workers always see the end of their streams. Errors of the user function are
+raised as :class:`UfuncError` (chained to the original exception); neither error type has
+side effects when it is created.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
+
+import numpy as np
+
+from mimocorb2.exceptions import BufferEndedError, BufferTimeoutError
+from mimocorb2.mimo_buffer import BufferObserver, BufferReader, BufferWriter
+from mimocorb2.mimo_worker import BufferIO
+
+__all__ = [
+    "Base",
+    "Exporter",
+    "Filter",
+    "Importer",
+    "IsAlive",
+    "Observer",
+    "Processor",
+    "SetupError",
+    "UfuncError",
+]
+
+
+# ----- errors -----
+
+
+def _worker_name(instance_or_name: Any) -> str:
+    if isinstance(instance_or_name, str):
+        return instance_or_name
+    name = getattr(instance_or_name, "name", None)
+    if isinstance(name, str):
+        return name
+    return type(instance_or_name).__name__
+
+
+def _picklable(value: Any) -> Any:
+    """``value`` if it can be pickled, else its repr (errors cross process boundaries)."""
+    if value is None:
+        return None
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return repr(value)
+    return value
+
+
+class _WorkerError(RuntimeError):
+    """Common part of :class:`SetupError` and :class:`UfuncError`."""
+
+    def __init__(self, instance_or_name: Any, message: str, exception: Any = None) -> None:
+        self.worker_name = _worker_name(instance_or_name)
+        self.message = str(message)
+        self.exception = exception
+        text = f"worker '{self.worker_name}': {self.message}"
+        if isinstance(exception, BaseException):
+            text += f" ({type(exception).__name__}: {exception})"
+        elif exception is not None:
+            text += f" ({exception})"
+        super().__init__(text)
+
+
+class SetupError(_WorkerError):
+    """A worker's setup does not fit its template (buffer counts, layouts, configuration).
+
+    Creating the exception has no side effects; the template shuts its sinks down before
+    raising it where that is needed.
+
+    Args:
+        instance_or_name: The template instance (or the worker name).
+        message: What is wrong and how to fix it.
+        exception: The underlying exception, if any.
+
+    Attributes:
+        worker_name (str): Name of the worker.
+        message (str): The message without the worker name.
+        exception: The underlying exception or None.
+    """
+
+    def __init__(self, instance_or_name: Any, message: str, exception: Any = None) -> None:
+        """Builds the message ``worker '<name>': <message>``."""
+        super().__init__(instance_or_name, message, exception)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickles by value (workers report errors to other processes)."""
+        return (type(self), (self.worker_name, self.message, _picklable(self.exception)))
+
+
+class UfuncError(_WorkerError):
+    """The user function of a template failed or returned something unusable.
+
+    Creating the exception has no side effects; the template shuts its sinks down before
+    raising it.
+
+    Args:
+        instance_or_name: The template instance (or the worker name).
+        message: What went wrong.
+        exception: The exception raised by the user function, if any.
+        ufunc_input: The input of the failing call (a copy), if any.
+        ufunc_output: The unusable result, if any.
+
+    Attributes:
+        worker_name (str): Name of the worker.
+        message (str): The message without the worker name.
+        exception: The underlying exception or None.
+        ufunc_input: The input of the failing call or None.
+        ufunc_output: The unusable result or None.
+    """
+
+    def __init__(
+        self,
+        instance_or_name: Any,
+        message: str,
+        exception: Any = None,
+        ufunc_input: Any = None,
+        ufunc_output: Any = None,
+    ) -> None:
+        """Builds the message ``worker '<name>': <message>``."""
+        super().__init__(instance_or_name, message, exception)
+        self.ufunc_input = ufunc_input
+        self.ufunc_output = ufunc_output
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickles by value (workers report errors to other processes)."""
+        return (
+            type(self),
+            (
+                self.worker_name,
+                self.message,
+                _picklable(self.exception),
+                _picklable(self.ufunc_input),
+                _picklable(self.ufunc_output),
+            ),
+        )
+
+
+# ----- copying -----
+
+
+class _ByteViews:
+    """Caches the ``uint8`` views of slot arrays (slot views are created once per slot)."""
+
+    __slots__ = ("_cache",)
+
+    def __init__(self) -> None:
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, array: np.ndarray) -> np.ndarray:
+        hit = self._cache.get(id(array))
+        if hit is not None and hit[0] is array:
+            return hit[1]
+        view = array.view(np.uint8)
+        self._cache[id(array)] = (array, view)
+        return view
+
+
+def _copy_into(dst: np.ndarray, value: Any) -> None:
+    """Copies ``value`` into the slot array ``dst``: bytewise when the layouts are identical.
+
+    Raises:
+        ValueError, TypeError: If ``value`` cannot be assigned to ``dst``.
+    """
+    if (
+        isinstance(value, np.ndarray)
+        and value.dtype == dst.dtype
+        and value.shape == dst.shape
+        and value.flags.c_contiguous
+    ):
+        dst.view(np.uint8)[:] = value.view(np.uint8)
+    else:
+        dst[:] = value
+
+
+def _describe(array: np.ndarray) -> str:
+    return f"{array.shape[0]} element(s) of dtype {array.dtype}"
+
+
+def _given(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape} and dtype {value.dtype}"
+    return f"a {type(value).__name__}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+# ----- templates -----
+
+
+class Base:
+    """Common part of the templates: the worker's endpoints, configuration and directories.
+
+    Args:
+        io: The worker's BufferIO.
+
+    Attributes:
+        io (BufferIO): The BufferIO.
+        name (str): Name of the worker.
+        read, write, observe: The endpoint lists of the BufferIO.
+        config, logger, run_dir, setup_dir: As in the BufferIO.
+    """
+
+    #: Template name used in messages.
+    kind = "worker"
+
+    def __init__(self, io: BufferIO) -> None:
+        """Takes over the BufferIO's attributes."""
+        self.io = io
+        self.name = io.name
+        self.read: list[BufferReader] = io.read
+        self.write: list[BufferWriter] = io.write
+        self.observe: list[BufferObserver] = io.observe
+        self.config = io.config
+        self.logger = io.logger
+        self.run_dir = io.run_dir
+        self.setup_dir = io.setup_dir
+        self.shutdown_sinks = io.shutdown_sinks
+        self._bytes = _ByteViews()
+        self._ended_sinks: set[int] = set()
+
+    def _check_counts(
+        self, sources: int | None, sinks: int | None, observes: int | None, at_least: str = ""
+    ) -> None:
+        """Raises SetupError unless the buffer counts match (None: any; ``at_least``: ≥)."""
+        wanted = {"source": sources, "sink": sinks, "observe": observes}
+        have = {"source": self.read, "sink": self.write, "observe": self.observe}
+        bad = []
+        for key, n in wanted.items():
+            if n is None:
+                continue
+            got = len(have[key])
+            if (got < n) if key in at_least else (got != n):
+                bad.append(key)
+        if bad:
+            want = ", ".join(
+                ("any number of " + k + "s")
+                if n is None
+                else (f"at least {n} {k}(s)" if k in at_least else _plural(n, k))
+                for k, n in wanted.items()
+            )
+            got = ", ".join(f"{_plural(len(v), k)} {[e.name for e in v]}" for k, v in have.items())
+            raise SetupError(
+                self, f"the {type(self).__name__} template needs {want}; the setup gives {got}"
+            )
+
+    def _check_same_layout(self, what: str) -> None:
+        """Raises SetupError unless every sink has the source's data_length and dtype."""
+        src = self.read[0].buffer
+        for w in self.write:
+            b = w.buffer
+            if b.data_length != src.data_length or b.data_dtype != src.data_dtype:
+                raise SetupError(
+                    self,
+                    f"{what} sink '{b.name}' must have the layout of source '{src.name}' "
+                    f"({_describe(src.data_example)}), but has {_describe(b.data_example)}",
+                )
+
+    def drain_sources(self) -> None:
+        """Reads and discards events until every source has ended (blocks until then)."""
+        for reader in self.read:
+            while True:
+                with reader as (_, data):
+                    if data is None:
+                        break
+
+    def _copy_event(self, i: int, metadata: np.ndarray, data: np.ndarray) -> None:
+        """Copies an event (slot to slot, bytewise) to sink ``i``; skips an ended sink."""
+        if i in self._ended_sinks:
+            return
+        try:
+            with self.write[i] as (m, d):
+                self._bytes(m)[:] = self._bytes(metadata)
+                self._bytes(d)[:] = self._bytes(data)
+        except BufferEndedError:
+            self._sink_ended(i)
+
+    def _sink_ended(self, i: int) -> None:
+        self._ended_sinks.add(i)
+        self.logger.info(
+            "worker '%s': sink '%s' was shut down; no more events go there",
+            self.name,
+            self.write[i].name,
+        )
+
+    def _all_sinks_ended(self) -> bool:
+        return bool(self.write) and len(self._ended_sinks) == len(self.write)
+
+    def _discard_rest(self) -> None:
+        """All sinks were shut down: keep draining the source so upstream never blocks."""
+        self.logger.info(
+            "worker '%s': every sink was shut down; discarding the rest of the input", self.name
+        )
+        self.drain_sources()
+
+    def _fail(self, message: str, exception: BaseException | None = None, **kw: Any) -> UfuncError:
+        """Shuts the sinks down and returns the UfuncError to raise."""
+        self.shutdown_sinks()
+        return UfuncError(self, message, exception, **kw)
+
+
+class Importer(Base):
+    """Worker class for importing data from an external generator.
+
+    The sink writer stamps each event's metadata: ``counter`` (per buffer, from 0),
+    ``timestamp`` (epoch seconds at commit) and ``deadtime`` (fraction 0..1 of the time
+    since the previous event spent waiting for a free slot).
+
+    Args:
+        io: BufferIO with 0 sources, 1 sink and 0 observes.
+
+    Attributes:
+        data_example (np.ndarray): A zero event of the sink.
+        metadata_example (np.ndarray): A zero metadata record.
+        counter (int): Events written by this importer so far.
+
+    Examples:
+        >>> def worker(buffer_io: BufferIO):
+        ...     importer = Importer(buffer_io)
+        ...     shape = importer.data_example.shape
+        ...     def ufunc():
+        ...         for i in range(buffer_io["n_events"]):
+        ...             data = importer.data_example.copy()
+        ...             data["x"] = np.random.normal(size=shape)
+        ...             yield data
+        ...         yield None
+        ...     importer(ufunc)
+
+    Raises:
+        SetupError: For other buffer counts.
+    """
+
+    kind = "Importer"
+
+    def __init__(self, io: BufferIO) -> None:
+        """Checks the setup."""
+        super().__init__(io)
+        self._check_counts(0, 1, 0)
+        self.writer = self.write[0]
+        self.data_example = io.data_out_examples[0]
+        self.metadata_example = io.metadata_out_examples[0]
+        self.counter = 0
+
+    def __call__(self, ufunc: Callable[[], Iterator[Any]]) -> None:
+        """Starts the generator and writes its events to the sink.
+
+        The generator yields one event per item, as an array like ``data_example`` (or
+        anything numpy can assign to it). It ends by yielding ``None`` or by returning. The
+        importer also stops (quietly) when the sink was shut down from outside. The sink is
+        shut down at the end.
+
+        Args:
+            ufunc: Generator function called without arguments.
+
+        Raises:
+            UfuncError: If ``ufunc`` is not a generator function, the generator raises or
+                yields data that does not fit the sink.
+        """
+        if not callable(ufunc):
+            raise self._fail(f"the Importer needs a generator function, got {_given(ufunc)}")
+        try:
+            gen = ufunc()
+        except Exception as e:
+            raise self._fail("calling the generator function failed", e) from e
+        if not isinstance(gen, Iterator):
+            raise self._fail(
+                f"the Importer's function must return a generator (use yield), got {_given(gen)}"
+            )
+        writer = self.writer
+        buffer = writer.buffer
+        timeout = writer.timeout
+        try:
+            while True:
+                try:
+                    data = next(gen)
+                except StopIteration:
+                    break
+                except Exception as e:
+                    raise self._fail("the generator raised an exception", e) from e
+                if data is None:
+                    break
+                # The writer's context manager, spelled out to commit with stamped metadata
+                # (counter, timestamp, dead time) whatever the writer's own stamp mode is.
+                try:
+                    slot = writer.acquire(timeout)
+                    try:
+                        _copy_into(buffer._slot_views(slot)[1], data)
+                    except BaseException:
+                        writer.abort()
+                        raise
+                    writer.commit(True)
+                except BufferEndedError:
+                    self.logger.info(
+                        "worker '%s': sink '%s' was shut down; stopping the import",
+                        self.name,
+                        writer.name,
+                    )
+                    break
+                except (ValueError, TypeError, IndexError) as e:
+                    raise self._fail(
+                        f"the generator yielded {_given(data)} which does not fit sink "
+                        f"'{writer.name}' ({_describe(self.data_example)})",
+                        e,
+                        ufunc_output=data,
+                    ) from e
+                self.counter += 1
+        finally:
+            self.shutdown_sinks()
+            try:
+                gen.close()  # type: ignore[attr-defined]
+            except AttributeError:
+                pass
+            except Exception:
+                self.logger.exception("worker '%s': closing the generator failed", self.name)
+
+
+class Exporter(Base):
+    """Worker class for exporting data and metadata.
+
+    ``for data, metadata in exporter:`` yields each event of the source. The arrays are
+    views of the held slot: they are valid in the loop body and released when the next event
+    is requested (copy them to keep them). With sinks (same layout as the source), every event
+    is copied to each sink before it is yielded, so it can be analysed further; the sinks are
+    shut down when the source ends.
+
+    Args:
+        io: BufferIO with 1 source, any number of sinks and 0 observes.
+
+    Attributes:
+        data_example (np.ndarray): A zero event of the source.
+        metadata_example (np.ndarray): A zero metadata record.
+
+    Examples:
+        >>> def worker(buffer_io: BufferIO):
+        ...     exporter = Exporter(buffer_io)
+        ...     for data, metadata in exporter:
+        ...         print(metadata["counter"][0], data["x"].max())
+
+    Raises:
+        SetupError: For other buffer counts or sinks of another layout.
+    """
+
+    kind = "Exporter"
+
+    def __init__(self, io: BufferIO) -> None:
+        """Checks the setup."""
+        super().__init__(io)
+        self._check_counts(1, None, 0)
+        self._check_same_layout("pass-through")
+        self.reader = self.read[0]
+        self.data_example = io.data_in_examples[0]
+        self.metadata_example = io.metadata_in_examples[0]
+
+    def __iter__(self) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
+        """Yields ``(data, metadata)`` of every event until the source has ended.
+
+        Yields:
+            data (np.ndarray): The event's data (a view of the slot).
+            metadata (np.ndarray): The event's metadata (a view of the slot).
+        """
+        reader = self.reader
+        n_sinks = len(self.write)
+        try:
+            while True:
+                with reader as (metadata, data):
+                    if data is None:
+                        break
+                    for i in range(n_sinks):
+                        self._copy_event(i, metadata, data)
+                    yield data, metadata
+        finally:
+            self.shutdown_sinks()
+
+
+class Filter(Base):
+    """Worker class for filtering data from one buffer to other buffer(s).
+
+    ``ufunc(data)`` decides for each event of the source where it goes. Events are copied
+    unchanged (data and metadata) to the chosen sinks.
+
+    Args:
+        io: BufferIO with 1 source, at least 1 sink of the source's layout and 0 observes.
+
+    Attributes:
+        data_example (np.ndarray): A zero event of the source.
+
+    Examples:
+        >>> def worker(buffer_io: BufferIO):
+        ...     filter = Filter(buffer_io)
+        ...     min_height = buffer_io["min_height"]
+        ...     def ufunc(data):
+        ...         return np.max(data["x"]) > min_height
+        ...     filter(ufunc)
+
+    Raises:
+        SetupError: For other buffer counts or sinks of another layout.
+    """
+
+    kind = "Filter"
+
+    def __init__(self, io: BufferIO) -> None:
+        """Checks the setup."""
+        super().__init__(io)
+        self._check_counts(1, 1, 0, at_least="sink")
+        self._check_same_layout("filter")
+        self.reader = self.read[0]
+        self.data_example = io.data_in_examples[0]
+
+    def _targets(self, result: Any, data: np.ndarray) -> range | list[int]:
+        """The sink indices a ufunc result selects."""
+        n = len(self.write)
+        if result is None:
+            return []
+        if isinstance(result, list | tuple | np.ndarray) and np.ndim(result) > 0:
+            if len(result) != n:
+                raise self._fail(
+                    f"the filter function returned {len(result)} entries for {n} sink(s); "
+                    "return one bool per sink (or a single bool for all)",
+                    ufunc_input=data.copy(),
+                    ufunc_output=result,
+                )
+            try:
+                return [i for i in range(n) if bool(result[i])]
+            except (TypeError, ValueError) as e:
+                raise self._fail(
+                    "the filter function must return bools, one per sink",
+                    e,
+                    ufunc_input=data.copy(),
+                    ufunc_output=result,
+                ) from e
+        if isinstance(result, bool | np.bool_ | int | np.integer | np.ndarray):
+            return range(n) if result else []
+        if not result:
+            return []
+        raise self._fail(
+            f"the filter function must return a bool or a list of bools, got {_given(result)}",
+            ufunc_input=data.copy(),
+            ufunc_output=result,
+        )
+
+    def __call__(self, ufunc: Callable[[np.ndarray], Any]) -> None:
+        """Runs ``ufunc(data)`` on every event and copies or drops the event.
+
+        ``ufunc`` returns:
+
+        - a bool (Python or numpy): True copies the event to every sink, False drops it;
+        - a list, tuple or array of bools with one entry per sink: the event is copied to
+          the sinks whose entry is true;
+        - None: the event is dropped.
+
+        The sinks are shut down when the source ends (or on an error).
+
+        Args:
+            ufunc: Function called with the data of each event.
+
+        Raises:
+            UfuncError: If ``ufunc`` raises or returns something else.
+        """
+        if not callable(ufunc):
+            raise self._fail(f"the Filter needs a function, got {_given(ufunc)}")
+        reader = self.reader
+        try:
+            while True:
+                with reader as (metadata, data):
+                    if data is None:
+                        break
+                    try:
+                        result = ufunc(data)
+                    except Exception as e:
+                        raise self._fail(
+                            "the filter function raised an exception", e, ufunc_input=data.copy()
+                        ) from e
+                    for i in self._targets(result, data):
+                        self._copy_event(i, metadata, data)
+                if self._all_sinks_ended():
+                    self._discard_rest()
+                    break
+        finally:
+            self.shutdown_sinks()
+
+
+class Processor(Base):
+    """Worker class for processing data from one buffer to other buffer(s).
+
+    ``ufunc(data)`` computes new events from each event of the source: one result per sink,
+    written with the input event's metadata.
+
+    Args:
+        io: BufferIO with 1 source, at least 1 sink and 0 observes.
+
+    Attributes:
+        data_example (np.ndarray): A zero event of the source.
+
+    Examples:
+        >>> def worker(buffer_io: BufferIO):
+        ...     processor = Processor(buffer_io)
+        ...     out = buffer_io.data_out_examples[0].copy()
+        ...     def ufunc(data):
+        ...         out["peak"] = data["x"].max()
+        ...         return [out]
+        ...     processor(ufunc)
+
+    Raises:
+        SetupError: For other buffer counts.
+    """
+
+    kind = "Processor"
+
+    def __init__(self, io: BufferIO) -> None:
+        """Checks the setup."""
+        super().__init__(io)
+        self._check_counts(1, 1, 0, at_least="sink")
+        self.reader = self.read[0]
+        self.data_example = io.data_in_examples[0]
+
+    def _write_result(
+        self, i: int, metadata: np.ndarray, value: Any, data: np.ndarray, result: Any
+    ) -> None:
+        if i in self._ended_sinks:
+            return
+        writer = self.write[i]
+        try:
+            with writer as (m, d):
+                self._bytes(m)[:] = self._bytes(metadata)
+                _copy_into(d, value)
+        except BufferEndedError:
+            self._sink_ended(i)
+        except (ValueError, TypeError, IndexError) as e:
+            raise self._fail(
+                f"result {i} ({_given(value)}) does not fit sink '{writer.name}' "
+                f"({_describe(writer.data_example)})",
+                e,
+                ufunc_input=data.copy(),
+                ufunc_output=result,
+            ) from e
+
+    def __call__(self, ufunc: Callable[[np.ndarray], Any]) -> None:
+        """Runs ``ufunc(data)`` on every event and writes the results to the sinks.
+
+        ``ufunc`` returns None to drop the event, or a list (or tuple) with one entry per
+        sink; every entry that is not None is written to its sink (anything numpy can assign
+        to an event of the sink), with the metadata of the input event. The sinks are shut
+        down when the source ends (or on an error).
+
+        Args:
+            ufunc: Function called with the data of each event.
+
+        Raises:
+            UfuncError: If ``ufunc`` is not callable, raises, or returns something else.
+        """
+        if not callable(ufunc):
+            raise self._fail(f"the Processor needs a function, got {_given(ufunc)}")
+        reader = self.reader
+        n = len(self.write)
+        try:
+            while True:
+                with reader as (metadata, data):
+                    if data is None:
+                        break
+                    try:
+                        result = ufunc(data)
+                    except Exception as e:
+                        raise self._fail(
+                            "the processor function raised an exception",
+                            e,
+                            ufunc_input=data.copy(),
+                        ) from e
+                    if result is None:
+                        continue
+                    if not isinstance(result, list | tuple) or len(result) != n:
+                        got = (
+                            f"{len(result)} entries"
+                            if isinstance(result, list | tuple)
+                            else _given(result)
+                        )
+                        raise self._fail(
+                            f"the processor function must return None or a list with one "
+                            f"result per sink ({n}), got {got}",
+                            ufunc_input=data.copy(),
+                            ufunc_output=result,
+                        )
+                    for i, value in enumerate(result):
+                        if value is not None:
+                            self._write_result(i, metadata, value, data, result)
+                if self._all_sinks_ended():
+                    self._discard_rest()
+                    break
+        finally:
+            self.shutdown_sinks()
+
+
+class Observer(Base):
+    """Worker class for observing data from a buffer.
+
+    ``observer()`` is a generator of copies of the newest events of the observed buffer. It
+    never holds a slot or takes events from readers; events arriving faster than the consumer
+    asks for them are skipped.
+
+    Args:
+        io: BufferIO with 0 sources, 0 sinks and 1 observe.
+
+    Attributes:
+        data_example (np.ndarray): A zero event of the observed buffer.
+        metadata_example (np.ndarray): A zero metadata record.
+        poll_interval (float): Seconds between checks for the end of the buffer while
+            waiting for a new event.
+
+    Examples:
+        >>> def worker(buffer_io: BufferIO):
+        ...     observer = Observer(buffer_io)
+        ...     for data, metadata in observer():
+        ...         if data is None:
+        ...             break
+        ...         print(metadata["counter"][0])
+        ...         time.sleep(1)
+
+    Raises:
+        SetupError: For other buffer counts.
+    """
+
+    kind = "Observer"
+    poll_interval = 0.5
+
+    def __init__(self, io: BufferIO) -> None:
+        """Checks the setup."""
+        super().__init__(io)
+        self._check_counts(0, 0, 1)
+        self.buffer = self.observe[0].buffer
+        self.data_example = io.data_observe_examples[0]
+        self.metadata_example = io.metadata_observe_examples[0]
+        self._observer = BufferObserver(self.buffer, timeout=self.poll_interval)
+
+    def __call__(self) -> Generator[tuple[np.ndarray, np.ndarray] | tuple[None, None], None, None]:
+        """Yields ``(data, metadata)`` copies of new events until the buffer has ended.
+
+        Each item is an event newer than the previous one (the newest at the time of the
+        request). After the end of the buffer, ``(None, None)`` is yielded once.
+
+        Yields:
+            data (np.ndarray, None): Copy of the event's data; None at the end.
+            metadata (np.ndarray, None): Copy of the event's metadata; None at the end.
+        """
+        observer = self._observer
+        while True:
+            try:
+                with observer as (metadata, data):
+                    if data is None:
+                        break
+                    item = (data.copy(), metadata.copy())
+            except BufferTimeoutError:
+                if self.buffer.flush_event_received:
+                    break
+                continue
+            yield item
+        yield None, None
+
+
+class IsAlive(Base):
+    """Worker class for checking if a buffer is alive.
+
+    This worker does not read or write data; it only checks whether the buffer given as its
+    observe is still running (not ended).
+
+    Args:
+        io: BufferIO with 0 sources, 0 sinks and 1 observe.
+
+    Examples:
+        >>> def worker(buffer_io: BufferIO):
+        ...     is_alive = IsAlive(buffer_io)
+        ...     while is_alive():
+        ...         print("Buffer is alive")
+        ...         time.sleep(1)
+        ...     print("Buffer is dead")
+
+    Raises:
+        SetupError: For other buffer counts.
+    """
+
+    kind = "IsAlive"
+
+    def __init__(self, io: BufferIO) -> None:
+        """Checks the setup."""
+        super().__init__(io)
+        self._check_counts(0, 0, 1)
+        self.buffer = self.observe[0].buffer
+
+    def __call__(self) -> bool:
+        """Checks if the buffer is alive.
+
+        Returns:
+            True while the observed buffer has not ended, False afterwards.
+        """
+        return not self.buffer.flush_event_received
