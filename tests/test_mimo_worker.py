@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,11 @@ def test_config_files_and_list_merge_in_order(tmp_path):
     assert cfg == {"a": 1, "b": 2, "c": 3, "d": 4}
     # absolute paths stay absolute
     assert Config.from_setup(str(sub / "two.yaml"), "/nonexistent") == {"b": 2, "c": [1, 2]}
+
+
+def test_config_base_config_file(tmp_path):
+    write_yaml(tmp_path / "base.yaml", "a: 1\nb: 1\n")
+    assert Config.from_setup({"b": 2}, tmp_path, "base.yaml") == {"a": 1, "b": 2}
 
 
 def test_config_missing_file(tmp_path):
@@ -248,4 +254,29 @@ def test_run_worker_system_exit(buffers, tmp_path, code, expected):
         raise SystemExit(code)
 
     assert run_worker(function, io) == expected
+    assert buffers["out"].flush_event_received
+
+
+def test_run_worker_traceback_once_on_stderr(buffers, tmp_path, capsys):
+    io = BufferIO("dup", [], [], [], {}, tmp_path, tmp_path)
+    handler = logging.StreamHandler(sys.stderr)  # sys.stderr is capsys's here
+    io.logger.addHandler(handler)
+    try:
+        assert run_worker(lambda buffer_io: 1 / 0, io) == 1
+    finally:
+        io.logger.removeHandler(handler)
+    assert capsys.readouterr().err.count("ZeroDivisionError: division by zero") == 1
+
+
+def test_run_worker_keeps_sinks_open_for_a_restart(buffers, tmp_path):
+    io = BufferIO("restartable", [], [buffers["out"]], [], {}, tmp_path, tmp_path)
+    assert io.shutdown_sinks_on_error is True
+    io.shutdown_sinks_on_error = False
+
+    def function(buffer_io):
+        raise RuntimeError("crash")
+
+    assert run_worker(function, io) == 1
+    assert not buffers["out"].flush_event_received  # left for the replacement process
+    assert run_worker(lambda buffer_io: None, io) == 0  # a normal end still ends the sinks
     assert buffers["out"].flush_event_received

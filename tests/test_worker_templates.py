@@ -441,14 +441,15 @@ def test_filter_wrong_length_list(make_buffer, tmp_path):
     assert xs(drain(src)) == [1, 2]  # no draining in the error path, the slot was released
 
 
-@pytest.mark.parametrize("result", ["yes", 1.5, {"a": 1}])
+@pytest.mark.parametrize("result", ["yes", 1.5, {"a": 1}, [[1, 2], True], np.ones((1, 3))])
 def test_filter_unusable_result(make_buffer, tmp_path, result):
     src = make_buffer(8)
     sink = make_buffer(8)
     fill(src, range(2))
     filt = Filter(make_io("filt", tmp_path, sources=[src], sinks=[sink]))
-    with pytest.raises(UfuncError, match="bool"):
+    with pytest.raises(UfuncError, match="bool") as info:
         filt(lambda data: result)
+    assert info.value.ufunc_output is result
     assert sink.flush_event_received
 
 
@@ -833,3 +834,35 @@ def test_crashed_worker_drains_pipeline(make_buffer, tmp_path):
         pipe.close()
     assert [x for _, x, _ in got] == list(range(50))
     assert [p.exitcode for p in pipe.procs] == [0, 0, 1, 0]  # the importer stopped quietly
+
+
+def test_failing_template_keeps_sinks_open_for_a_restart(make_buffer, tmp_path):
+    src = make_buffer(8)
+    sink = make_buffer(8)
+    fill(src, range(4))
+    io = make_io("filt", tmp_path, sources=[src], sinks=[sink])
+    io.shutdown_sinks_on_error = False
+    filt = Filter(io)
+
+    def crash_at_2(data):
+        if data["x"][0] == 2:
+            raise ValueError("crash")
+        return True
+
+    with pytest.raises(UfuncError):
+        filt(crash_at_2)
+    assert not sink.flush_event_received  # the replacement process writes on
+    filt(lambda data: True)  # the rest of the events, then a normal end
+    assert sink.flush_event_received
+    assert xs(drain(sink)) == [0, 1, 3]
+
+
+def test_exporter_break_is_a_normal_end(make_buffer, tmp_path):
+    src = make_buffer(8)
+    sink = make_buffer(8)
+    fill(src, range(3))
+    io = make_io("exp", tmp_path, sources=[src], sinks=[sink])
+    io.shutdown_sinks_on_error = False
+    for _data, _metadata in Exporter(io):
+        break
+    assert sink.flush_event_received

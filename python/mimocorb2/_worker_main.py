@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         Path(spec["run_dir"]),
     )
     os.environ["MIMOCORB2_PROCESS"] = f"{name}_{args[1]}"
+    # A worker that will be restarted after a failure keeps its sinks open for its successor;
+    # the supervisor closes its writer registrations once no restart is left.
+    io.shutdown_sinks_on_error = worker.restart != "on-failure"
     return run_worker(function, io)
 
 

@@ -43,7 +43,7 @@ class Config(dict):
         cls,
         setup: Any,
         setup_dir: str | Path,
-        base_config: Mapping[str, Any] | None = None,
+        base_config: Any = None,
         where: str = "config",
     ) -> Config:
         """Builds a worker configuration from its setup value.
@@ -55,7 +55,8 @@ class Config(dict):
             setup: The worker's ``config`` value: a mapping, a YAML file path, a list of both
                 (merged in order) or None.
             setup_dir: Directory relative file paths are resolved against (the setup file's).
-            base_config: The setup's ``base_config`` (already loaded), or None.
+            base_config: The setup's ``base_config``: a mapping, or a value accepted like
+                ``setup`` (file path or list), or None.
             where: Where the value came from, for error messages.
 
         Returns:
@@ -64,7 +65,10 @@ class Config(dict):
         Raises:
             ConfigError: For a missing or malformed configuration file or value.
         """
-        config = cls(base_config or {})
+        if base_config is None or isinstance(base_config, Mapping):
+            config = cls(base_config or {})
+        else:  # a base_config that was not loaded yet (file path or list)
+            config = cls(load_config(base_config, setup_dir, "base_config"))
         config.update(load_config(setup, setup_dir, where))
         return config
 
@@ -106,6 +110,10 @@ class BufferIO:
         data_in_examples (list[np.ndarray]): A zero event of each source, likewise
             ``metadata_in_examples`` and ``buffer_names_in``; the same triples exist with
             ``out`` (sinks) and ``observe``.
+        shutdown_sinks_on_error (bool): Whether a failing worker shuts its sinks down (the
+            default, so that the pipeline drains). Set it to False for a process that will
+            be restarted: its sinks then stay open for the replacement process, and the
+            supervisor reclaims the dead process's writer registrations.
 
     Examples:
         >>> with io.write[0] as (metadata, data):
@@ -133,6 +141,7 @@ class BufferIO:
         self.config = config if isinstance(config, Config) else Config(config or {})
         self.setup_dir = Path(setup_dir)
         self.run_dir = Path(run_dir)
+        self.shutdown_sinks_on_error = True
 
         self.read: list[BufferReader] = [BufferReader(b) for b in sources]
         self.observe: list[BufferObserver] = [BufferObserver(b) for b in observes]
@@ -263,12 +272,32 @@ class BufferIO:
     __repr__ = __str__
 
 
+def _logs_to_stderr(logger: logging.Logger) -> bool:
+    """Whether an error logged by ``logger`` already reaches stderr (with its traceback)."""
+    if not logger.isEnabledFor(logging.ERROR):
+        return False
+    if not logger.hasHandlers():
+        return logging.lastResort is not None  # logging's fallback prints to stderr
+    current: logging.Logger | None = logger
+    while current is not None:
+        for h in current.handlers:
+            if (
+                isinstance(h, logging.StreamHandler)
+                and h.level <= logging.ERROR
+                and getattr(h, "stream", None) in (sys.stderr, sys.__stderr__)
+            ):
+                return True
+        current = current.parent if current.propagate else None
+    return False
+
+
 def run_worker(function: Callable[[BufferIO], Any], buffer_io: BufferIO) -> int:
     """Runs a worker function and shuts its sinks down however it ends.
 
     An exception of ``function`` is logged with its traceback (logger and stderr) instead of
-    propagating. In every case the sinks are shut down afterwards, so downstream workers see
-    the end of their streams even if ``function`` crashed or returned without doing so.
+    propagating. The sinks are shut down afterwards, so downstream workers see the end of
+    their streams even if ``function`` crashed or returned without doing so; after an
+    exception or a non-zero ``SystemExit`` only if ``buffer_io.shutdown_sinks_on_error``.
 
     Args:
         function: The worker function; called as ``function(buffer_io)``.
@@ -294,12 +323,13 @@ def run_worker(function: Callable[[BufferIO], Any], buffer_io: BufferIO) -> int:
     except Exception:
         code = 1
         logger.error("worker '%s' failed", buffer_io.name, exc_info=True)
-        if logger.hasHandlers():  # without handlers, logging itself prints to stderr
+        if not _logs_to_stderr(logger):
             print(
                 f"worker '{buffer_io.name}' failed:\n{traceback.format_exc()}",
                 file=sys.stderr,
                 end="",
             )
     finally:
-        buffer_io.shutdown_sinks()
+        if code in (0, 130) or getattr(buffer_io, "shutdown_sinks_on_error", True):
+            buffer_io.shutdown_sinks()
     return code

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable, Generator, Iterator
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -223,9 +224,6 @@ class Base:
         config, logger, run_dir, setup_dir: As in the BufferIO.
     """
 
-    #: Template name used in messages.
-    kind = "worker"
-
     def __init__(self, io: BufferIO) -> None:
         """Takes over the BufferIO's attributes."""
         self.io = io
@@ -242,7 +240,11 @@ class Base:
         self._ended_sinks: set[int] = set()
 
     def _check_counts(
-        self, sources: int | None, sinks: int | None, observes: int | None, at_least: str = ""
+        self,
+        sources: int | None,
+        sinks: int | None,
+        observes: int | None,
+        at_least: frozenset[str] = frozenset(),
     ) -> None:
         """Raises SetupError unless the buffer counts match (None: any; ``at_least``: ≥)."""
         wanted = {"source": sources, "sink": sinks, "observe": observes}
@@ -315,10 +317,47 @@ class Base:
         )
         self.drain_sources()
 
+    def _end_sinks(self, failed: bool) -> None:
+        """Shuts the sinks down at the end of the loop.
+
+        After a failure this is skipped when the BufferIO's ``shutdown_sinks_on_error`` is
+        false: a worker that will be restarted keeps its sinks open for its replacement.
+        """
+        if not failed or getattr(self.io, "shutdown_sinks_on_error", True):
+            self.shutdown_sinks()
+
+    def _sink_guard(self) -> _SinkGuard:
+        """Context manager that ends the sinks when the template's loop ends."""
+        return _SinkGuard(self)
+
     def _fail(self, message: str, exception: BaseException | None = None, **kw: Any) -> UfuncError:
-        """Shuts the sinks down and returns the UfuncError to raise."""
-        self.shutdown_sinks()
+        """Shuts the sinks down (see :meth:`_end_sinks`) and returns the UfuncError to raise."""
+        self._end_sinks(failed=True)
         return UfuncError(self, message, exception, **kw)
+
+
+class _SinkGuard:
+    """Ends a template's sinks on leaving: an ``Exception`` counts as failure.
+
+    ``GeneratorExit`` (the consumer of an Exporter stopped early) and ``KeyboardInterrupt``
+    (an orderly stop) end the sinks like a normal end.
+    """
+
+    __slots__ = ("_template",)
+
+    def __init__(self, template: Base) -> None:
+        self._template = template
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._template._end_sinks(failed=exc_type is not None and issubclass(exc_type, Exception))
 
 
 class Importer(Base):
@@ -351,8 +390,6 @@ class Importer(Base):
     Raises:
         SetupError: For other buffer counts.
     """
-
-    kind = "Importer"
 
     def __init__(self, io: BufferIO) -> None:
         """Checks the setup."""
@@ -392,42 +429,42 @@ class Importer(Base):
         buffer = writer.buffer
         timeout = writer.timeout
         try:
-            while True:
-                try:
-                    data = next(gen)
-                except StopIteration:
-                    break
-                except Exception as e:
-                    raise self._fail("the generator raised an exception", e) from e
-                if data is None:
-                    break
-                # The writer's context manager, spelled out to commit with stamped metadata
-                # (counter, timestamp, dead time) whatever the writer's own stamp mode is.
-                try:
-                    slot = writer.acquire(timeout)
+            with self._sink_guard():
+                while True:
                     try:
-                        _copy_into(buffer._slot_views(slot)[1], data)
-                    except BaseException:
-                        writer.abort()
-                        raise
-                    writer.commit(True)
-                except BufferEndedError:
-                    self.logger.info(
-                        "worker '%s': sink '%s' was shut down; stopping the import",
-                        self.name,
-                        writer.name,
-                    )
-                    break
-                except (ValueError, TypeError, IndexError) as e:
-                    raise self._fail(
-                        f"the generator yielded {_given(data)} which does not fit sink "
-                        f"'{writer.name}' ({_describe(self.data_example)})",
-                        e,
-                        ufunc_output=data,
-                    ) from e
-                self.counter += 1
+                        data = next(gen)
+                    except StopIteration:
+                        break
+                    except Exception as e:
+                        raise self._fail("the generator raised an exception", e) from e
+                    if data is None:
+                        break
+                    # The writer's context manager, spelled out to commit with stamped metadata
+                    # (counter, timestamp, dead time) whatever the writer's own stamp mode is.
+                    try:
+                        slot = writer.acquire(timeout)
+                        try:
+                            _copy_into(buffer._slot_views(slot)[1], data)
+                        except BaseException:
+                            writer.abort()
+                            raise
+                        writer.commit(True)
+                    except BufferEndedError:
+                        self.logger.info(
+                            "worker '%s': sink '%s' was shut down; stopping the import",
+                            self.name,
+                            writer.name,
+                        )
+                        break
+                    except (ValueError, TypeError, IndexError) as e:
+                        raise self._fail(
+                            f"the generator yielded {_given(data)} which does not fit sink "
+                            f"'{writer.name}' ({_describe(self.data_example)})",
+                            e,
+                            ufunc_output=data,
+                        ) from e
+                    self.counter += 1
         finally:
-            self.shutdown_sinks()
             try:
                 gen.close()  # type: ignore[attr-defined]
             except AttributeError:
@@ -462,8 +499,6 @@ class Exporter(Base):
         SetupError: For other buffer counts or sinks of another layout.
     """
 
-    kind = "Exporter"
-
     def __init__(self, io: BufferIO) -> None:
         """Checks the setup."""
         super().__init__(io)
@@ -482,7 +517,7 @@ class Exporter(Base):
         """
         reader = self.reader
         n_sinks = len(self.write)
-        try:
+        with self._sink_guard():
             while True:
                 with reader as (metadata, data):
                     if data is None:
@@ -490,8 +525,6 @@ class Exporter(Base):
                     for i in range(n_sinks):
                         self._copy_event(i, metadata, data)
                     yield data, metadata
-        finally:
-            self.shutdown_sinks()
 
 
 class Filter(Base):
@@ -518,12 +551,10 @@ class Filter(Base):
         SetupError: For other buffer counts or sinks of another layout.
     """
 
-    kind = "Filter"
-
     def __init__(self, io: BufferIO) -> None:
         """Checks the setup."""
         super().__init__(io)
-        self._check_counts(1, 1, 0, at_least="sink")
+        self._check_counts(1, 1, 0, at_least=frozenset({"sink"}))
         self._check_same_layout("filter")
         self.reader = self.read[0]
         self.data_example = io.data_in_examples[0]
@@ -533,7 +564,7 @@ class Filter(Base):
         n = len(self.write)
         if result is None:
             return []
-        if isinstance(result, list | tuple | np.ndarray) and np.ndim(result) > 0:
+        if isinstance(result, list | tuple) or (isinstance(result, np.ndarray) and result.ndim > 0):
             if len(result) != n:
                 raise self._fail(
                     f"the filter function returned {len(result)} entries for {n} sink(s); "
@@ -581,7 +612,7 @@ class Filter(Base):
         if not callable(ufunc):
             raise self._fail(f"the Filter needs a function, got {_given(ufunc)}")
         reader = self.reader
-        try:
+        with self._sink_guard():
             while True:
                 with reader as (metadata, data):
                     if data is None:
@@ -597,8 +628,6 @@ class Filter(Base):
                 if self._all_sinks_ended():
                     self._discard_rest()
                     break
-        finally:
-            self.shutdown_sinks()
 
 
 class Processor(Base):
@@ -626,12 +655,10 @@ class Processor(Base):
         SetupError: For other buffer counts.
     """
 
-    kind = "Processor"
-
     def __init__(self, io: BufferIO) -> None:
         """Checks the setup."""
         super().__init__(io)
-        self._check_counts(1, 1, 0, at_least="sink")
+        self._check_counts(1, 1, 0, at_least=frozenset({"sink"}))
         self.reader = self.read[0]
         self.data_example = io.data_in_examples[0]
 
@@ -674,7 +701,7 @@ class Processor(Base):
             raise self._fail(f"the Processor needs a function, got {_given(ufunc)}")
         reader = self.reader
         n = len(self.write)
-        try:
+        with self._sink_guard():
             while True:
                 with reader as (metadata, data):
                     if data is None:
@@ -707,8 +734,6 @@ class Processor(Base):
                 if self._all_sinks_ended():
                     self._discard_rest()
                     break
-        finally:
-            self.shutdown_sinks()
 
 
 class Observer(Base):
@@ -740,7 +765,6 @@ class Observer(Base):
         SetupError: For other buffer counts.
     """
 
-    kind = "Observer"
     poll_interval = 0.5
 
     def __init__(self, io: BufferIO) -> None:
@@ -797,8 +821,6 @@ class IsAlive(Base):
     Raises:
         SetupError: For other buffer counts.
     """
-
-    kind = "IsAlive"
 
     def __init__(self, io: BufferIO) -> None:
         """Checks the setup."""
