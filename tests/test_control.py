@@ -124,6 +124,18 @@ def test_worker_killed_with_sigkill_does_not_hang(tmp_path):
     assert 0 < len(collected(control.run_dir)) < 1000
 
 
+def test_buffer_without_readers_is_shut_down_instead_of_blocking(tmp_path, capsys):
+    setup = make_setup(tmp_path, 100_000, collect={"config": {"fail": True}})
+    control = Control(setup, tmp_path, mode="stats")
+    t0 = time.monotonic()
+    control()
+    assert time.monotonic() - t0 < 30
+    assert control.exit_code == 1
+    assert [p["worker"] for p in control.failures()] == ["collect"]
+    assert "buffer 'doubled' has no running reader left" in capsys.readouterr().err
+    assert control.get_stats()["buffers"]["doubled"]["flush_event_received"]
+
+
 def test_restart_on_failure(tmp_path):
     marker = tmp_path / "failed_once"
     setup = make_setup(

@@ -15,6 +15,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustix::process::{kill_process, Pid, Signal};
@@ -98,7 +99,11 @@ struct Proc {
     restarts: u32,
     reclaimed: (u32, u32, u32),
     tail: Arc<Mutex<VecDeque<String>>>,
+    readers: Vec<JoinHandle<()>>,
 }
+
+/// A started child with its output capture.
+type Started = (Child, Arc<Mutex<VecDeque<String>>>, Vec<JoinHandle<()>>);
 
 #[derive(Debug, Default)]
 struct Stream {
@@ -183,7 +188,7 @@ impl Supervisor {
         Ok(f)
     }
 
-    fn start(&self, spec: &SpawnSpec) -> Result<(Child, Arc<Mutex<VecDeque<String>>>)> {
+    fn start(&self, spec: &SpawnSpec) -> Result<Started> {
         let log = self.log_file(&spec.log_path)?;
         let mut child = Command::new(&spec.program)
             .args(&spec.args)
@@ -202,13 +207,14 @@ impl Supervisor {
                 ))
             })?;
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
+        let mut readers = Vec::new();
         if let Some(out) = child.stdout.take() {
-            self.capture(out, "stdout", spec, log.clone(), tail.clone());
+            readers.push(self.capture(out, "stdout", spec, log.clone(), tail.clone()));
         }
         if let Some(err) = child.stderr.take() {
-            self.capture(err, "stderr", spec, log, tail.clone());
+            readers.push(self.capture(err, "stderr", spec, log, tail.clone()));
         }
-        Ok((child, tail))
+        Ok((child, tail, readers))
     }
 
     fn capture(
@@ -218,7 +224,7 @@ impl Supervisor {
         spec: &SpawnSpec,
         log: Arc<Mutex<File>>,
         tail: Arc<Mutex<VecDeque<String>>>,
-    ) {
+    ) -> JoinHandle<()> {
         let shared = self.shared.clone();
         let (process, worker) = (spec.name.clone(), spec.worker.clone());
         std::thread::spawn(move || {
@@ -257,7 +263,7 @@ impl Supervisor {
                     text,
                 });
             }
-        });
+        })
     }
 
     /// Starts a process; returns its pid.
@@ -265,7 +271,7 @@ impl Supervisor {
     /// # Errors
     /// [`Error::InvalidArgument`] when the program cannot be started or the log not opened.
     pub fn spawn(&self, spec: SpawnSpec) -> Result<u32> {
-        let (child, tail) = self.start(&spec)?;
+        let (child, tail, readers) = self.start(&spec)?;
         let pid = child.id();
         lock(&self.procs).push(Proc {
             spec,
@@ -278,6 +284,7 @@ impl Supervisor {
             restarts: 0,
             reclaimed: (0, 0, 0),
             tail,
+            readers,
         });
         Ok(pid)
     }
@@ -293,10 +300,11 @@ impl Supervisor {
         if let Ok(log) = self.log_file(&p.spec.log_path) {
             let _ = writeln!(lock(&log), "{} {} {note}", clock_text(), p.spec.name);
         }
-        if let Ok((child, tail)) = self.start(&p.spec) {
+        if let Ok((child, tail, readers)) = self.start(&p.spec) {
             p.pid = child.id();
             p.child = child;
             p.tail = tail;
+            p.readers = readers;
             p.started = Instant::now();
             p.status = None;
             p.ended = None;
@@ -317,6 +325,12 @@ impl Supervisor {
                         p.cpu_seconds = c;
                     }
                     if let Ok(Some(st)) = p.child.try_wait() {
+                        // Let the capture threads take the last lines (bounded: a grandchild
+                        // could keep the pipes open).
+                        let until = Instant::now() + Duration::from_millis(300);
+                        while p.readers.iter().any(|r| !r.is_finished()) && Instant::now() < until {
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
                         p.status = Some(st);
                         p.ended = Some(Instant::now());
                         let again = !st.success() && p.restarts < p.spec.max_restarts;

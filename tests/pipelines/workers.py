@@ -75,6 +75,8 @@ def collect(buffer_io: BufferIO):
     Type
         Exporter
     """
+    if buffer_io.get("fail"):
+        raise RuntimeError("collect fails at start (config)")
     values = [int(d["value"][0]) for d, _m in Exporter(buffer_io)]
     out = Path(buffer_io.run_dir) / f"collected_{os.getpid()}.npy"
     np.save(out, np.array(values, dtype=np.int64))
