@@ -1,0 +1,128 @@
+"""Offline analysis of a muon run: the muon lifetime and the up/down asymmetry.
+
+Usage: ``python examples/muon/analyze.py [RUN_DIRECTORY]`` (default: the newest run in
+``examples/muon/target``). It reads the run's ``PulseParametersUp.csv``,
+``PulseParametersDown.csv`` and ``setup.yaml`` (for the time window of the waveforms), then
+
+- fits the decay times of both directions with an exponential plus a flat background
+  (unbinned maximum likelihood, truncated to the measurable window) and prints the lifetime;
+- prints the asymmetry (N_up - N_down) / (N_up + N_down) in bins of the decay time: with
+  polarised muons in a magnetic field it oscillates with the spin precession frequency.
+
+Only numpy and PyYAML are needed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+T_MIN_US = 0.1  # decays closer to the muon pulse merge with it
+
+
+def read_decay_times(path: Path) -> np.ndarray:
+    """The ``decay_time`` column of a CSV file written by exporters.csv."""
+    with open(path) as f:
+        header = f.readline().strip().split(",")
+    if "decay_time" not in header:
+        raise ValueError(f"{path} has no decay_time column (columns: {header})")
+    col = header.index("decay_time")
+    data = np.loadtxt(path, delimiter=",", skiprows=1, usecols=[col], ndmin=1)
+    return np.asarray(data, dtype=np.float64)
+
+
+def time_window(run_dir: Path) -> float:
+    """Longest measurable decay time in µs, from the run's effective setup."""
+    setup = yaml.safe_load((run_dir / "setup.yaml").read_text())
+    config = setup["Workers"]["lifetime_filter"]["config"]
+    source = setup["Workers"]["lifetime_filter"]["sources"][0]
+    samples = setup["Buffers"][source]["data_length"]
+    dt_us = float(config.get("sample_time_ns", 4.0)) / 1000.0
+    return (samples - int(config.get("pre_trigger_samples", 200))) * dt_us
+
+
+def fit_lifetime(t: np.ndarray, t_min: float, t_max: float) -> tuple[float, float, float]:
+    """Unbinned maximum-likelihood fit of exponential + flat background on [t_min, t_max].
+
+    Returns:
+        (lifetime, its uncertainty, background fraction); the uncertainty is where the
+        profile log-likelihood has dropped by 1/2.
+    """
+    t = t[(t >= t_min) & (t <= t_max)]
+    if t.size < 10:
+        raise ValueError(f"only {t.size} decays in [{t_min}, {t_max}] µs: too few to fit")
+    flat = 1.0 / (t_max - t_min)
+
+    def best_fraction(expo: np.ndarray) -> tuple[float, float]:
+        """Background fraction maximising the (concave) log-likelihood; and that maximum."""
+        lo, hi = 0.0, 0.9
+        for _ in range(30):  # ternary search
+            a, b = lo + (hi - lo) / 3, hi - (hi - lo) / 3
+            la = np.log((1 - a) * expo + a * flat).sum()
+            lb = np.log((1 - b) * expo + b * flat).sum()
+            lo, hi = (lo, b) if la > lb else (a, hi)
+        f = (lo + hi) / 2
+        return f, float(np.log((1 - f) * expo + f * flat).sum())
+
+    taus = np.arange(0.5, 10.0, 0.01)
+    profile = np.empty(taus.size)
+    fractions = np.empty(taus.size)
+    for k, tau in enumerate(taus):
+        expo = np.exp(-t / tau) / (tau * (np.exp(-t_min / tau) - np.exp(-t_max / tau)))
+        fractions[k], profile[k] = best_fraction(expo)
+    best = int(np.argmax(profile))
+    inside = taus[profile >= profile[best] - 0.5]
+    return float(taus[best]), float(inside.max() - inside.min()) / 2, float(fractions[best])
+
+
+def asymmetry_table(up: np.ndarray, down: np.ndarray, t_max: float, width: float = 0.5) -> str:
+    """Text table of the up/down asymmetry in bins of the decay time."""
+    edges = np.arange(0.0, t_max + 1e-9, width)
+    n_up, _ = np.histogram(up, edges)
+    n_down, _ = np.histogram(down, edges)
+    lines = ["  t / µs       up   down   asymmetry"]
+    for k in range(len(edges) - 1):
+        total = n_up[k] + n_down[k]
+        if total == 0:
+            continue
+        a = (n_up[k] - n_down[k]) / total
+        error = np.sqrt((1 - a * a) / total)
+        bar = "#" * round(10 * (a + 1))
+        lines.append(
+            f"  {edges[k]:4.1f}-{edges[k + 1]:4.1f}  {n_up[k]:5d}  {n_down[k]:5d}"
+            f"  {a:+.2f} ± {error:.2f}  {bar}"
+        )
+    return "\n".join(lines)
+
+
+def analyze(run_dir: Path) -> dict[str, float]:
+    """Prints the analysis of one run and returns its numbers."""
+    up = read_decay_times(run_dir / "PulseParametersUp.csv")
+    down = read_decay_times(run_dir / "PulseParametersDown.csv")
+    t_max = time_window(run_dir)
+    tau, error, background = fit_lifetime(np.concatenate([up, down]), T_MIN_US, t_max)
+    print(f"run {run_dir}")
+    print(f"decays: {up.size} up, {down.size} down; window {T_MIN_US} .. {t_max:.2f} µs")
+    print(f"muon lifetime: {tau:.2f} ± {error:.2f} µs (background fraction {background:.2f})")
+    print(asymmetry_table(up, down, t_max))
+    return {"up": up.size, "down": down.size, "lifetime": tau, "error": error}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        run_dir = Path(argv[1])
+    else:
+        runs = sorted((Path(__file__).parent / "target").glob("run_*"))
+        if not runs:
+            print("no run found; give the run directory", file=sys.stderr)
+            return 2
+        run_dir = runs[-1]
+    analyze(run_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
