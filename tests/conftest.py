@@ -10,6 +10,9 @@ from collections.abc import Callable, Iterator
 import psutil
 import pytest
 
+# Qt windows of plotting workers and the GUI render offscreen in tests (no display needed).
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
 SHM_DIR = "/dev/shm"
 SHM_PREFIXES = ("mimocorb2", "psm_")
 CHILD_GRACE_S = 2.0

@@ -537,6 +537,7 @@ class _Validator:
         base_config = self.load_config(setup.get("base_config"), "key 'base_config'")
         target = self.target_directory(setup.get("target_directory"))
         buffers = self.buffers(setup)
+        self.buffer_specs = buffers
         workers_raw = self.workers_mapping(setup)
         workers: dict[str, WorkerSpec] = {}
         for name, entry in workers_raw.items():
@@ -816,6 +817,7 @@ class _Validator:
                 self.error(f"{where}, key {e.key!r}", str(e))
         if func is not None and all(v is not None for v in lists.values()):
             self.check_template(where, function, func, lists)
+            self.check_config(where, func, {**base_config, **(config or {})}, lists["sinks"])
 
         if len(self.errors) != n_errors:
             return None
@@ -915,6 +917,30 @@ class _Validator:
             )
             return None
         return str(value)
+
+    def check_config(
+        self, where: str, func: Any, config: dict[str, Any], sinks: list[str] | None
+    ) -> None:
+        """Runs the function's own ``validate_config(config, sink_dtype, data_length)``.
+
+        Hardware importers check their ranges there, before anything starts.
+        """
+        check = getattr(func, "validate_config", None)
+        if not callable(check):
+            return
+        specs = getattr(self, "buffer_specs", {}) or {}
+        spec = specs.get(sinks[0]) if sinks and len(sinks) == 1 else None
+        try:
+            problems = check(
+                config,
+                spec.data_dtype if spec else None,
+                spec.data_length if spec else None,
+            )
+        except Exception as e:
+            self.error(where, f"checking the configuration failed: {type(e).__name__}: {e}")
+            return
+        for problem in problems:
+            self.error(f"{where}, key 'config'", problem)
 
     def check_template(
         self,

@@ -1,0 +1,647 @@
+"""The plotting functions: observers.oscilloscope, visualizers.histogram and visualizers.csv.
+
+The workers run as separate processes of a real run (Control). They inherit this process's
+environment, so ``QT_QPA_PLATFORM=offscreen`` set before creating the Control makes them
+really build and render their windows; the ``screenshot`` config key saves a PNG that is
+checked here. Qt is never imported into the pytest process itself (image checks run in a
+child interpreter).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mimocorb2.control import Control
+
+
+def _qt_installed() -> bool:
+    bindings = ("PyQt5", "PyQt6", "PySide6", "PySide2")
+    has_binding = any(importlib.util.find_spec(b) is not None for b in bindings)
+    return has_binding and importlib.util.find_spec("pyqtgraph") is not None
+
+
+needs_qt = pytest.mark.skipif(
+    not _qt_installed(), reason="needs a Qt binding and pyqtgraph (pip install PyQt5 pyqtgraph)"
+)
+
+# ----- user functions of the test runs (written to a file in tmp_path) -----
+
+USER_FUNCTIONS = '''
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mimocorb2 import Exporter, Importer
+
+
+def _wait_for_window(io, worker, timeout=15.0):
+    """Waits until the plotting worker logged that its window is open (bounded)."""
+    log = Path(io.run_dir) / "logs" / f"{worker}.log"
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            text = log.read_text()
+        except OSError:
+            text = ""
+        if any(s in text for s in ("window open", "no display", "Traceback")):
+            return
+        time.sleep(0.05)
+
+
+def waves(io):
+    """Paced sine/cosine waveforms, for `seconds` after the window of `wait_for` opened."""
+    importer = Importer(io)
+    ev = importer.data_example.copy()
+    x = np.arange(len(ev))
+    wait_for = io.get("wait_for")
+    seconds = float(io.get("seconds", 1.0))
+
+    def gen():
+        if wait_for:
+            _wait_for_window(io, wait_for)
+        end = time.monotonic() + seconds
+        i = 0
+        while time.monotonic() < end:
+            ev["ch1"] = 100.0 * np.sin(2 * np.pi * (x + i) / len(ev) * 2)
+            ev["ch2"] = 50.0 * np.cos(2 * np.pi * (x + i) / len(ev) * 3)
+            time.sleep(0.02)
+            yield ev
+            i += 1
+        yield None
+
+    importer(gen)
+
+
+def numbers(io):
+    """Values 0..n-1, after the window of `wait_for` opened; paced if `sleep` is set."""
+    importer = Importer(io)
+    ev = importer.data_example.copy()
+    n = int(io.get("n_events", 100))
+    sleep = float(io.get("sleep", 0.0))
+    wait_for = io.get("wait_for")
+    field = ev.dtype.names[0]
+
+    def gen():
+        if wait_for:
+            _wait_for_window(io, wait_for)
+        for i in range(n):
+            ev[field] = i
+            if sleep:
+                time.sleep(sleep)
+            yield ev
+        yield None
+
+    importer(gen)
+
+
+def collect(io):
+    """Saves the received values in order."""
+    values = [d[d.dtype.names[0]][0] for d, _m in Exporter(io)]
+    np.save(Path(io.run_dir) / "collected.npy", np.array(values))
+
+
+def _replace(path, write):
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def hist_writer(io):
+    """Writes a known histogram like exporters.histogram (before any event), then drains."""
+    exporter = Exporter(io)
+    source = io.buffer_names_in[0]
+    directory = Path(io.run_dir) / f"Histograms_{source}"
+    directory.mkdir(exist_ok=True)
+    counts = np.array([1, 3, 6, 10, 15, 21, 15, 10, 6, 3], dtype=np.int64)
+    _replace(directory / "x.npy", lambda p: np.save(open(p, "wb"), counts))
+    _replace(
+        directory / "info.csv",
+        lambda p: p.write_text("Channel,Min,Max,NBins,Underflow,Overflow\\nx,0.0,10.0,10,2,1\\n"),
+    )
+    for _ in exporter:
+        pass
+
+
+def csv_writer(io):
+    """Writes the events like exporters.csv: rewritten atomically every 0.1 s."""
+    exporter = Exporter(io)
+    path = Path(io.run_dir) / (io.get("filename", io.buffer_names_in[0]) + ".csv")
+    fields = list(exporter.data_example.dtype.names)
+    lines = ["counter,timestamp,deadtime," + ",".join(fields)]
+    last = 0.0
+    for data, meta in exporter:
+        m = meta[0]
+        row = [str(int(m["counter"])), repr(float(m["timestamp"])), repr(float(m["deadtime"]))]
+        row += [repr(float(data[f][0])) for f in fields]
+        lines.append(",".join(row))
+        if time.monotonic() - last > 0.1:
+            last = time.monotonic()
+            _replace(path, lambda p: p.write_text("\\n".join(lines) + "\\n"))
+    _replace(path, lambda p: p.write_text("\\n".join(lines) + "\\n"))
+'''
+
+# Runs in a child interpreter: loads a PNG with Qt and reports simple statistics as JSON.
+IMAGE_STATS = """
+import json, sys
+import numpy as np
+from pyqtgraph.Qt import QtGui
+img = QtGui.QImage(sys.argv[1])
+if img.isNull():
+    print(json.dumps({"ok": False}))
+    sys.exit(0)
+img = img.convertToFormat(QtGui.QImage.Format.Format_RGB32)
+w, h = img.width(), img.height()
+ptr = img.constBits()
+ptr.setsize(img.sizeInBytes())
+a = np.frombuffer(ptr, dtype=np.uint8).reshape(h, img.bytesPerLine() // 4, 4)[:, :w, :3]
+rgb = a[..., ::-1].astype(int)
+out = {"ok": True, "w": w, "h": h, "std": float(rgb.std()), "colors": {}}
+for name in sys.argv[2:]:
+    r, g, b = int(name[1:3], 16), int(name[3:5], 16), int(name[5:7], 16)
+    mask = (abs(rgb[..., 0] - r) < 40) & (abs(rgb[..., 1] - g) < 40) & (abs(rgb[..., 2] - b) < 40)
+    rows = np.nonzero(mask.any(axis=1))[0]
+    out["colors"][name] = {
+        "count": int(mask.sum()),
+        "top": int(rows.min()) if rows.size else -1,
+        "bottom": int(rows.max()) if rows.size else -1,
+    }
+print(json.dumps(out))
+"""
+
+
+def image_stats(path: Path, *colors: str) -> dict:
+    r = subprocess.run(
+        [sys.executable, "-c", IMAGE_STATS, str(path), *colors],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+# ----- helpers -----
+
+
+@pytest.fixture
+def offscreen(monkeypatch):
+    """Worker processes (started by the control) inherit this environment."""
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+
+
+@pytest.fixture
+def headless(monkeypatch):
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+
+
+def user_file(tmp_path: Path) -> str:
+    path = tmp_path / "plot_workers.py"
+    if not path.exists():
+        path.write_text(USER_FUNCTIONS)
+    return str(path)
+
+
+def run(tmp_path: Path, buffers: dict, workers: dict, limit: float = 45.0) -> Control:
+    setup = {"Buffers": buffers, "Workers": workers, "target_directory": str(tmp_path / "runs")}
+    control = Control(setup, tmp_path, mode="stats")
+    t0 = time.monotonic()
+    control()
+    assert time.monotonic() - t0 < limit, "the run did not end by itself in time"
+    return control
+
+
+def log_of(control: Control, worker: str) -> str:
+    return (control.run_dir / "logs" / f"{worker}.log").read_text()
+
+
+def waves_setup(tmp_path: Path, scope_config: dict, seconds: float = 1.0):
+    buffers = {
+        "waves": {
+            "slot_count": 16,
+            "data_length": 500,
+            "data_dtype": {"ch1": "float32", "ch2": "float32"},
+        }
+    }
+    workers = {
+        "source": {
+            "file": user_file(tmp_path),
+            "function": "waves",
+            "sinks": ["waves"],
+            "config": {"wait_for": "scope", "seconds": seconds},
+        },
+        "drain": {"function": "exporters.drain", "sources": ["waves"]},
+        "scope": {
+            "function": "observers.oscilloscope",
+            "observes": ["waves"],
+            "config": scope_config,
+        },
+    }
+    return buffers, workers
+
+
+RED, GREEN, BLUE = "#ff0000", "#00ff00", "#1f77b4"
+
+
+# ----- observers.oscilloscope -----
+
+
+@needs_qt
+def test_oscilloscope_draws_waveforms_and_ends_with_the_buffer(tmp_path, offscreen):
+    shot = tmp_path / "scope.png"
+    config = {
+        "update_interval": 0.1,
+        "colors": [RED, GREEN],
+        "ylim": [-2.0, 2.0],
+        "y_scaling": [0.01, 0.0, "V"],  # 100 * 0.01: ch1 spans half of the y range
+        "t_scaling": [0.5, 0, "ns"],
+        "trigger_level": 50,
+        "screenshot": str(shot),
+    }
+    control = run(tmp_path, *waves_setup(tmp_path, config))
+    assert control.exit_code == 0, control.failures()
+    log = log_of(control, "scope")
+    assert "window open: Oscilloscope: scope (waves)" in log
+    assert shot.exists()
+    stats = image_stats(shot, RED, GREEN)
+    assert stats["ok"] and stats["std"] > 5
+    red = stats["colors"][RED]
+    assert red["count"] > 300, stats  # the ch1 curve is drawn
+    assert stats["colors"][GREEN]["count"] > 200, stats
+    # y_scaling applied: ch1 reaches -1 V, three quarters down the [-2, 2] V axis (unscaled,
+    # -100, it would run to the bottom of the plot)
+    assert 0.6 < red["bottom"] / stats["h"] < 0.8, stats
+
+
+@needs_qt
+def test_oscilloscope_only_selected_channels(tmp_path, offscreen):
+    shot = tmp_path / "scope.png"
+    config = {
+        "update_interval": 0.1,
+        "channels": ["ch2"],
+        "colors": {"ch2": RED},
+        "screenshot": str(shot),
+    }
+    control = run(tmp_path, *waves_setup(tmp_path, config, seconds=0.6))
+    assert control.exit_code == 0, control.failures()
+    stats = image_stats(shot, RED, GREEN)
+    assert stats["colors"][RED]["count"] > 300, stats
+    assert stats["colors"][GREEN]["count"] == 0, stats
+
+
+def test_oscilloscope_bad_channel_fails_the_worker_clearly(tmp_path, offscreen):
+    control = run(tmp_path, *waves_setup(tmp_path, {"channels": ["nope"]}, seconds=0.2))
+    assert control.exit_code == 1
+    assert [p["worker"] for p in control.failures()] == ["scope"]
+    assert "'nope'" in log_of(control, "scope")
+
+
+@needs_qt
+def test_oscilloscope_does_not_slow_or_disturb_the_pipeline(tmp_path, offscreen):
+    n = 20000
+    buffers = {"raw": {"slot_count": 64, "data_length": 1, "data_dtype": {"value": "int64"}}}
+    workers = {
+        "source": {
+            "file": user_file(tmp_path),
+            "function": "numbers",
+            "sinks": ["raw"],
+            "config": {"n_events": n, "wait_for": "scope"},
+        },
+        "sink": {"file": user_file(tmp_path), "function": "collect", "sources": ["raw"]},
+        "scope": {
+            "function": "observers.oscilloscope",
+            "observes": ["raw"],
+            "config": {"update_interval": 0.02},
+        },
+    }
+    control = run(tmp_path, buffers, workers)
+    assert control.exit_code == 0, control.failures()
+    assert "window open" in log_of(control, "scope")
+    values = np.load(control.run_dir / "collected.npy")
+    assert np.array_equal(values, np.arange(n))
+    assert control.get_stats()["buffers"]["raw"]["event_count"] == n
+
+
+# ----- visualizers -----
+
+
+def params_setup(tmp_path: Path, exporter: str, visualizer: str, config: dict, n: int = 60):
+    buffers = {"params": {"slot_count": 16, "data_length": 1, "data_dtype": {"x": "float64"}}}
+    workers = {
+        "source": {
+            "file": user_file(tmp_path),
+            "function": "numbers",
+            "sinks": ["params"],
+            "config": {"n_events": n, "sleep": 0.01, "wait_for": "show"},
+        },
+        "export": {"file": user_file(tmp_path), "function": exporter, "sources": ["params"]},
+        "show": {"function": visualizer, "observes": ["params"], "config": config},
+    }
+    return buffers, workers
+
+
+@needs_qt
+def test_histogram_visualizer_shows_the_exporter_files(tmp_path, offscreen):
+    shot = tmp_path / "hist.png"
+    config = {"update_interval": 0.1, "plot_type": "bar", "screenshot": str(shot)}
+    control = run(tmp_path, *params_setup(tmp_path, "hist_writer", "visualizers.histogram", config))
+    assert control.exit_code == 0, control.failures()
+    log = log_of(control, "show")
+    assert "x (90 entries, 2 underflow, 1 overflow)" in log
+    stats = image_stats(shot, BLUE)
+    assert stats["ok"] and stats["std"] > 5
+    assert stats["colors"][BLUE]["count"] > 2000, stats  # the bars
+
+
+@needs_qt
+@pytest.mark.parametrize("plot_type", ["line", "step", "stepfilled"])
+def test_histogram_visualizer_plot_types(tmp_path, offscreen, plot_type):
+    shot = tmp_path / "hist.png"
+    config = {"update_interval": 0.1, "plot_type": plot_type, "screenshot": str(shot)}
+    setup = params_setup(tmp_path, "hist_writer", "visualizers.histogram", config, n=20)
+    control = run(tmp_path, *setup)
+    assert control.exit_code == 0, control.failures()
+    assert image_stats(shot, BLUE)["colors"][BLUE]["count"] > 100
+
+
+@needs_qt
+def test_histogram_visualizer_without_files_waits_and_ends(tmp_path, offscreen):
+    shot = tmp_path / "hist.png"
+    config = {"update_interval": 0.05, "screenshot": str(shot)}
+    control = run(tmp_path, *params_setup(tmp_path, "collect", "visualizers.histogram", config))
+    assert control.exit_code == 0, control.failures()
+    assert "never appeared" in log_of(control, "show")
+    assert image_stats(shot)["std"] > 1  # the waiting message
+
+
+@needs_qt
+def test_csv_visualizer_histograms_the_csv_file(tmp_path, offscreen):
+    shot = tmp_path / "csv.png"
+    config = {
+        "update_interval": 0.1,
+        "bins": {"x": [0, 60, 12], "counter": [0, 30, 3], "unknown": [0, 1, 2]},
+        "histtype": "bar",  # the documented alias of plot_type
+        "screenshot": str(shot),
+    }
+    control = run(tmp_path, *params_setup(tmp_path, "csv_writer", "visualizers.csv", config))
+    assert control.exit_code == 0, control.failures()
+    log = log_of(control, "show")
+    assert "channel 'unknown'" in log  # reported, not fatal
+    line = next(ln for ln in log.splitlines() if "visualizers.csv show (buffer ended)" in ln)
+    entries = int(line.split("x (")[1].split(" entries")[0])
+    assert 0 < entries <= 60
+    stats = image_stats(shot, BLUE)
+    assert stats["colors"][BLUE]["count"] > 1000, stats
+
+
+def test_visualizers_reject_bad_config(tmp_path, offscreen):
+    config = {"bins": {"x": [0, 60, 12]}, "plot_type": "pie"}
+    control = run(tmp_path, *params_setup(tmp_path, "csv_writer", "visualizers.csv", config))
+    assert control.exit_code == 1
+    assert "plot_type" in log_of(control, "show")
+
+
+# ----- no display -----
+
+
+def test_without_display_the_plots_are_skipped_and_the_run_completes(tmp_path, headless):
+    buffers, workers = waves_setup(tmp_path, {"update_interval": 0.1}, seconds=0.3)
+    buffers["params"] = {"slot_count": 8, "data_length": 1, "data_dtype": {"x": "float64"}}
+    workers["params_source"] = {
+        "file": user_file(tmp_path),
+        "function": "numbers",
+        "sinks": ["params"],
+        "config": {"n_events": 20},
+    }
+    workers["params_csv"] = {
+        "file": user_file(tmp_path),
+        "function": "csv_writer",
+        "sources": ["params"],
+    }
+    workers["hist"] = {"function": "visualizers.histogram", "observes": ["params"]}
+    workers["csv"] = {
+        "function": "visualizers.csv",
+        "observes": ["params"],
+        "config": {"bins": {"x": [0, 20, 4]}},
+    }
+    control = run(tmp_path, buffers, workers)
+    assert control.exit_code == 0, control.failures()
+    for worker, function in [
+        ("scope", "observers.oscilloscope"),
+        ("hist", "visualizers.histogram"),
+        ("csv", "visualizers.csv"),
+    ]:
+        log = log_of(control, worker)
+        assert f"no display: {function} for worker {worker} is skipped" in log, log
+        assert "window open" not in log
+
+
+# ----- helpers in-process (no Qt) -----
+
+
+def test_importing_the_function_modules_does_not_load_qt():
+    code = (
+        "import sys, mimocorb2.functions.observers, mimocorb2.functions.visualizers\n"
+        "print([m for m in sys.modules if m.startswith(('PyQt', 'PySide', 'pyqtgraph'))])"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+def test_display_detection(monkeypatch):
+    from mimocorb2._plotting import _environment_problem
+
+    for var in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(var, raising=False)
+    assert "DISPLAY" in _environment_problem()
+    monkeypatch.setenv("QT_QPA_PLATFORM", "xcb")
+    assert _environment_problem() is not None
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    assert _environment_problem() is None
+    monkeypatch.setenv("QT_QPA_PLATFORM", "xcb;offscreen:fontengine=freetype")
+    assert _environment_problem() is None
+    monkeypatch.delenv("QT_QPA_PLATFORM")
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
+    assert _environment_problem() is None
+
+
+@needs_qt
+def test_display_probe_reports_a_failing_qt(monkeypatch):
+    from mimocorb2 import _plotting
+
+    monkeypatch.setenv("QT_QPA_PLATFORM", "xcb")
+    monkeypatch.setenv("DISPLAY", ":4242")  # no such X server: Qt would abort the process
+    monkeypatch.setattr(_plotting, "_probe_result", {})
+    problem = _plotting.display_problem()
+    assert problem is not None and "Qt cannot start a window" in problem
+    # a probe whose imports fail (exit code 3) is reported as missing packages
+    monkeypatch.setattr(_plotting, "_PROBE", "import sys; sys.exit(3)")
+    monkeypatch.setattr(_plotting, "_probe_result", {})
+    assert "pip install PyQt5 pyqtgraph" in _plotting.display_problem()
+
+
+def test_grid_shape():
+    from mimocorb2 import _plotting
+
+    shapes = [_plotting.grid_shape(n) for n in (1, 2, 3, 4, 5, 9, 10)]
+    assert shapes == [(1, 1), (1, 2), (2, 2), (2, 2), (2, 3), (3, 3), (3, 4)]
+
+
+class FakeIO:
+    name = "w"
+
+    def __init__(self, **config):
+        self.config = config
+
+    def get(self, key, default=None):
+        return self.config.get(key, default)
+
+
+def test_oscilloscope_config_values():
+    from mimocorb2.functions.observers import _triple, _ylim
+
+    default = (1.0, 0.0, "Value")
+    assert _triple(FakeIO(), "y_scaling", default) == default
+    assert _triple(FakeIO(y_scaling=[0.5]), "y_scaling", default) == (0.5, 0.0, "Value")
+    assert _triple(FakeIO(y_scaling=(2, 1, "mV")), "y_scaling", default) == (2.0, 1.0, "mV")
+    for bad in ("mV", [1, 2, "x", 4], ["a", 0, "V"]):
+        with pytest.raises(ValueError, match="y_scaling"):
+            _triple(FakeIO(y_scaling=bad), "y_scaling", default)
+    assert _ylim(FakeIO()) is None
+    assert _ylim(FakeIO(ylim=[-1, 2])) == (-1.0, 2.0)
+    for bad in ([2, 1], [1], "ab"):
+        with pytest.raises(ValueError, match="ylim"):
+            _ylim(FakeIO(ylim=bad))
+
+
+def test_update_interval_must_be_positive():
+    from mimocorb2 import _plotting
+
+    assert _plotting.interval_config(FakeIO()) == 1.0
+    assert _plotting.interval_config(FakeIO(update_interval=0.25)) == 0.25
+    assert _plotting.interval_config(FakeIO(update_interval=None)) == 1.0
+    for bad in (0, -1, "soon", float("inf")):
+        with pytest.raises(ValueError, match="update_interval"):
+            _plotting.interval_config(FakeIO(update_interval=bad))
+
+
+def test_csv_tail_reads_only_new_complete_rows(tmp_path):
+    from mimocorb2.functions.visualizers import _CsvTail
+
+    path = tmp_path / "data.csv"
+    tail = _CsvTail(path, ["x", "counter", "missing"])
+    assert tail.read() is None  # not there yet
+    path.write_text("counter,timestamp,deadtime,x\n0,1.5,0.1,10.0\n1,1.6,0.1,11.0\n2,1.7")
+    restarted, cols = tail.read()
+    assert restarted and list(cols) == ["x", "counter"]
+    assert cols["x"].tolist() == [10.0, 11.0] and cols["counter"].tolist() == [0.0, 1.0]
+    path.write_text(path.read_text() + ",0.1,12.0\n3,1.8,0.1,13.0\n")  # the row completed
+    restarted, cols = tail.read()
+    assert not restarted and cols["x"].tolist() == [12.0, 13.0]
+    restarted, cols = tail.read()
+    assert not restarted and cols["x"].size == 0
+    tmp = tmp_path / "new.csv"  # replaced by a different file: read again from the start
+    tmp.write_text("counter,timestamp,deadtime,x\n0,9.0,0.0,99.0\n1,9.1,0.0,98.0\n2,9.2,0,97\n")
+    os.replace(tmp, path)
+    restarted, cols = tail.read()
+    assert restarted and cols["x"].tolist() == [99.0, 98.0, 97.0]
+    path.write_text(path.read_text() + "bad,line\n4,9.4,0.0,96.0\n")
+    restarted, cols = tail.read()
+    assert not restarted and cols["x"].tolist() == [96.0]
+
+
+def test_histogram_files_are_read_tolerantly(tmp_path):
+    from mimocorb2.functions.visualizers import _HistogramFiles
+
+    files = _HistogramFiles(tmp_path)
+    assert files.info() is None
+    (tmp_path / "info.csv").write_text("Channel,Min\n")  # partial
+    assert files.info() is None
+    (tmp_path / "info.csv").write_text(
+        "Channel,Min,Max,NBins,Underflow,Overflow\na,0.0,1.0,4,0,3\nb,-1,1,2,,\n"
+    )
+    info = files.info()
+    assert [(r["channel"], r["nbins"], r["overflow"]) for r in info] == [
+        ("a", 4, 3),
+        ("b", 2, None),
+    ]
+    assert files.counts("a") is None
+    (tmp_path / "a.npy").write_bytes(b"\x93NUMPY garbage")
+    assert files.counts("a") is None
+    np.save(tmp_path / "a.npy", np.array([1, 2, 3, 4]))
+    assert files.counts("a").tolist() == [1, 2, 3, 4]
+    assert files.counts("a") is None  # unchanged: not loaded again
+    assert files.counts("a", force=True).tolist() == [1, 2, 3, 4]
+
+
+# ----- the window loop itself (in a child interpreter: Qt stays out of pytest) -----
+
+WINDOW_LOOP = textwrap.dedent(
+    """
+    import logging, sys
+    import pyqtgraph as pg
+    from pyqtgraph.Qt import QtCore, QtWidgets
+    from mimocorb2 import _plotting
+
+    logging.basicConfig(level=logging.INFO)
+    app = _plotting.application()
+    mode = sys.argv[1]
+    window = pg.PlotWidget()
+    calls = []
+
+    def refresh():
+        calls.append(1)
+        if mode == "raise" and len(calls) == 3:
+            raise RuntimeError("refresh failed")
+
+    if mode == "close":
+        # as the window manager closes it (pyqtgraph's close() override is not involved)
+        QtCore.QTimer.singleShot(300, lambda: QtWidgets.QWidget.close(window))
+    alive = (lambda: len(calls) < 5) if mode == "end" else (lambda: True)
+    try:
+        how = _plotting.run_window(
+            window, refresh=refresh, alive=alive, interval=0.05, screenshot=sys.argv[2]
+        )
+    except RuntimeError as e:
+        how = f"raised {e}"
+    print("RESULT", how, len(calls) >= 2)
+    """
+)
+
+
+@needs_qt
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [("close", "closed"), ("end", "ended"), ("raise", "raised refresh failed")],
+)
+def test_run_window_ends_on_close_end_and_error(tmp_path, mode, expected):
+    shot = tmp_path / "w.png"
+    r = subprocess.run(
+        [sys.executable, "-c", WINDOW_LOOP, mode, str(shot)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert f"RESULT {expected} True" in r.stdout
+    assert shot.exists()
