@@ -1,0 +1,761 @@
+"""Prebuilt exporters: ``exporters.drain``, ``exporters.histogram`` and ``exporters.csv``.
+
+Use them in a setup with ``function: exporters.<name>`` and no ``file``.
+
+The exporters read their source in batches (:meth:`~mimocorb2.mimo_buffer.BufferReader.read_batch`)
+and pass every batch on unchanged to their optional pass-through sinks, like the
+:class:`~mimocorb2.worker_templates.Exporter` template does event by event.
+
+Several writers of one output (``number_of_processes > 1``, or two exporters of one buffer
+with the same output) never clobber each other: they share the output under an exclusive
+file lock (``flock``).
+
+- ``exporters.csv`` appends whole batches of rows under the lock, so rows of several
+  processes interleave batch-wise (ordered by ``counter`` within a batch, not across
+  processes); the header is written once.
+- ``exporters.histogram`` merges: each process adds the counts it collected since its last
+  update to the counts in the files, under the lock. The files hold the histogram of every
+  event read by any of the writers, i.e. of the whole buffer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv as _csvlib
+import io as _io
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from mimocorb2.exceptions import BufferEndedError, BufferTimeoutError
+from mimocorb2.mimo_worker import BufferIO
+from mimocorb2.worker_templates import Exporter, SetupError
+
+try:  # POSIX; without it (Windows) concurrent writers of one output are not serialised
+    import fcntl as _fcntl
+except ImportError:  # pragma: no cover - platform dependent
+    _fcntl = None  # type: ignore[assignment]
+
+__all__ = ["csv", "drain", "histogram"]
+
+_BATCH_EVENTS = 4096
+"""Most events taken from the source in one hand-off."""
+
+_BATCH_BYTES = 1 << 22
+"""Most bytes taken from the source in one hand-off (bounds the batch of large events)."""
+
+_MAX_PENDING_ROWS = 65536
+"""Pending events after which the exporters write before their interval has passed."""
+
+_MIN_WAIT = 0.01
+"""Shortest wait for events (seconds) when an update is due soon."""
+
+
+# ----- shared helpers -----
+
+
+class _Locked:
+    """Holds an exclusive ``flock`` on an open file descriptor (a no-op without fcntl)."""
+
+    __slots__ = ("_fd",)
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def __enter__(self) -> None:
+        if _fcntl is not None:
+            _fcntl.flock(self._fd, _fcntl.LOCK_EX)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if _fcntl is not None:
+            _fcntl.flock(self._fd, _fcntl.LOCK_UN)
+
+
+def _interval(io: BufferIO, key: str, default: float) -> float:
+    """A positive number of seconds from the config (``default`` if missing)."""
+    value = io.get(key, default)
+    if value is None:
+        return float(default)
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if isinstance(value, bool) or not (seconds > 0 and math.isfinite(seconds)):
+        raise SetupError(
+            io.name,
+            f"config '{key}' must be a positive number of seconds, got {value!r}; "
+            f"fix it or remove it (default {default})",
+        )
+    return seconds
+
+
+def _require_single_element(io: BufferIO, function: str) -> np.dtype:
+    """The source dtype; SetupError unless the source has data_length 1."""
+    buf = io.read[0].buffer
+    if buf.data_length != 1:
+        raise SetupError(
+            io.name,
+            f"{function} needs a source with data_length 1 (one value per field and event), "
+            f"but source '{buf.name}' has data_length {buf.data_length}; use a buffer of "
+            "data_length 1 (e.g. filled by a Processor that extracts the values)",
+        )
+    return buf.data_dtype
+
+
+def _batch_events(io: BufferIO) -> int:
+    """Events per ``read_batch`` of the source: at most _BATCH_EVENTS and _BATCH_BYTES."""
+    slot = io.read[0].buffer.slot_byte_size
+    return max(1, min(_BATCH_EVENTS, _BATCH_BYTES // max(1, slot)))
+
+
+def _quote(text: str) -> str:
+    """CSV quoting of one field (RFC 4180): only where needed."""
+    if any(c in text for c in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _write_all(fd: int, payload: bytes) -> None:
+    view = memoryview(payload)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+class _PassThrough:
+    """Reads the source in batches and copies each batch to the pass-through sinks."""
+
+    def __init__(self, exporter: Exporter) -> None:
+        self.exporter = exporter
+        self.reader = exporter.reader
+        self.writers = list(exporter.write)
+        self.ended: set[int] = set()
+        self.max_events = _batch_events(exporter.io)
+
+    def batches(
+        self, wait: Callable[[], float | None]
+    ) -> Iterator[tuple[np.ndarray, np.ndarray] | tuple[None, None]]:
+        """Yields ``(metadata, data)`` batches until the source ends.
+
+        ``wait()`` gives the longest time to wait for an event (None: no limit); when it
+        passes without an event, ``(None, None)`` is yielded so the caller can do its
+        periodic work. ``data`` has shape ``(k, data_length)``. The arrays are views of
+        a batch array of ``max_events`` events: copy what is kept.
+        """
+        reader = self.reader
+        while True:
+            try:
+                metadata, data = reader.read_batch(self.max_events, wait())
+            except BufferTimeoutError:
+                yield None, None
+                continue
+            if data is None:
+                return
+            for i, writer in enumerate(self.writers):
+                if i in self.ended:
+                    continue
+                try:
+                    writer.write_batch(data, metadata)
+                except BufferEndedError:
+                    self.ended.add(i)
+                    self.exporter.logger.info(
+                        "worker '%s': sink '%s' was shut down; no more events go there",
+                        self.exporter.name,
+                        writer.name,
+                    )
+            yield metadata, data
+
+
+def _run_guarded(io: BufferIO, body: Callable[[], None]) -> None:
+    """Runs ``body`` and shuts the sinks down at its end, like the templates do."""
+    try:
+        body()
+    except Exception:
+        if getattr(io, "shutdown_sinks_on_error", True):
+            io.shutdown_sinks()
+        raise
+    io.shutdown_sinks()
+
+
+# ----- drain -----
+
+
+def drain(buffer_io: BufferIO) -> None:
+    """mimoCoRB2 Function: Drain buffer.
+
+    Drains all data from the source buffer and does nothing with it.
+
+    Type
+        Exporter
+
+    Buffers
+        sources
+            1
+        sinks
+            0
+        observes
+            0
+
+    Examples:
+        A worker that consumes the events nobody else needs::
+
+            drain:
+              function: exporters.drain
+              sources: [unused_buffer]
+    """
+    exporter = Exporter(buffer_io)
+    if exporter.write:
+        raise SetupError(
+            buffer_io.name,
+            f"exporters.drain has no sinks, but the setup gives {buffer_io.buffer_names_out}; "
+            "remove the sinks (use misc.copy to duplicate a stream)",
+        )
+    reader = exporter.reader
+    max_events = _batch_events(buffer_io)
+    n = 0
+    while True:
+        _, data = reader.read_batch(max_events)
+        if data is None:
+            break
+        n += len(data)
+    exporter.logger.info("worker '%s': drained %d events", buffer_io.name, n)
+
+
+# ----- histogram -----
+
+
+class _Channel:
+    """Configuration and pending (not yet written) counts of one histogram channel."""
+
+    __slots__ = ("max", "min", "name", "nans", "nbins", "overflow", "pending", "underflow")
+
+    def __init__(self, name: str, lo: float, hi: float, nbins: int) -> None:
+        self.name = name
+        self.min = lo
+        self.max = hi
+        self.nbins = nbins
+        self.pending = np.zeros(nbins, dtype=np.int64)
+        self.underflow = 0
+        self.overflow = 0
+        self.nans = 0
+
+    def add(self, values: np.ndarray) -> None:
+        """Counts ``values``: bins ``[e_i, e_i+1)`` (the last one includes ``max``)."""
+        values = values.reshape(-1)
+        if values.dtype.kind == "b":
+            values = values.view(np.uint8)
+        counts, _ = np.histogram(values, bins=self.nbins, range=(self.min, self.max))
+        self.pending += counts
+        if values.dtype.kind == "f":
+            self.nans += int(np.count_nonzero(np.isnan(values)))
+        self.underflow += int(np.count_nonzero(values < self.min))
+        self.overflow += int(np.count_nonzero(values > self.max))
+
+    def key(self) -> tuple[float, float, int]:
+        return (self.min, self.max, self.nbins)
+
+    def dirty(self) -> bool:
+        return bool(self.underflow or self.overflow or self.pending.any())
+
+    def reset(self) -> None:
+        self.pending[:] = 0
+        self.underflow = 0
+        self.overflow = 0
+
+
+_INFO_COLUMNS = ("Channel", "Min", "Max", "NBins", "Underflow", "Overflow")
+
+
+def _parse_bins(io: BufferIO, dtype: np.dtype) -> list[_Channel]:
+    """The channels of the ``bins`` config; SetupError with the fix for anything wrong."""
+    example = "bins: {<field>: [min, max, number_of_bins]}"
+    fields = list(dtype.names or ())
+    bins = io.get("bins")
+    if not isinstance(bins, dict) or not bins:
+        raise SetupError(
+            io.name,
+            f"exporters.histogram needs the config key '{example}' with at least one of the "
+            f"source fields {fields}; got {bins!r}",
+        )
+    channels = []
+    for field, spec in bins.items():
+        if field not in fields:
+            raise SetupError(
+                io.name,
+                f"config 'bins' names field {field!r}, which the source "
+                f"'{io.buffer_names_in[0]}' does not have; use one of {fields}",
+            )
+        bad = SetupError(
+            io.name,
+            f"config 'bins' entry {field!r} must be [min, max, number_of_bins] with finite "
+            f"min < max and a positive integer number_of_bins, got {spec!r}",
+        )
+        if not isinstance(spec, Sequence) or isinstance(spec, str) or len(spec) != 3:
+            raise bad
+        lo, hi, nbins = spec
+        try:
+            lo_f, hi_f = float(lo), float(hi)
+        except (TypeError, ValueError):
+            raise bad from None
+        if (
+            isinstance(nbins, bool)
+            or not isinstance(nbins, int | np.integer | float)
+            or int(nbins) != nbins
+            or int(nbins) < 1
+            or not (math.isfinite(lo_f) and math.isfinite(hi_f) and lo_f < hi_f)
+        ):
+            raise bad
+        if dtype[field].kind not in "biuf":
+            raise SetupError(
+                io.name,
+                f"config 'bins' names field {field!r} of dtype {dtype[field]}, which cannot "
+                "be histogrammed; choose a numeric field",
+            )
+        channels.append(_Channel(str(field), lo_f, hi_f, int(nbins)))
+    return channels
+
+
+class _HistogramFiles:
+    """The directory ``Histograms_<buffer>``: ``info.csv`` and one ``<field>.npy`` per channel.
+
+    Every change happens under an exclusive lock of the directory, and every file is replaced
+    atomically (temporary file + ``os.replace``), so readers never see a partial file.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.info = directory / "info.csv"
+        self._fd = os.open(directory, os.O_RDONLY)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def lock(self) -> _Locked:
+        return _Locked(self._fd)
+
+    def _replace(self, target: Path, write: Callable[[Any], None], binary: bool) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with open(fd, "wb" if binary else "w", newline="" if not binary else None) as f:
+                write(f)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def read_info(self) -> dict[str, list[Any]]:
+        """Rows of info.csv by channel: [min, max, nbins, underflow, overflow]."""
+        try:
+            text = self.info.read_text()
+        except FileNotFoundError:
+            return {}
+        rows = list(_csvlib.reader(_io.StringIO(text)))
+        out: dict[str, list[Any]] = {}
+        for row in rows[1:]:
+            if len(row) == len(_INFO_COLUMNS):
+                out[row[0]] = [float(row[1]), float(row[2]), int(row[3]), int(row[4]), int(row[5])]
+        return out
+
+    def write_info(self, info: dict[str, list[Any]]) -> None:
+        lines = [",".join(_INFO_COLUMNS)]
+        for name, (lo, hi, nbins, under, over) in info.items():
+            lines.append(f"{_quote(name)},{lo!r},{hi!r},{nbins},{under},{over}")
+        text = "\n".join(lines) + "\n"
+        self._replace(self.info, lambda f: f.write(text), binary=False)
+
+    def npy(self, name: str) -> Path:
+        return self.dir / f"{name}.npy"
+
+    def load(self, name: str, nbins: int) -> np.ndarray:
+        try:
+            counts = np.load(self.npy(name))
+        except (FileNotFoundError, ValueError, OSError):
+            return np.zeros(nbins, dtype=np.int64)
+        if counts.shape != (nbins,):
+            return np.zeros(nbins, dtype=np.int64)
+        return counts.astype(np.int64, copy=False)
+
+    def save(self, name: str, counts: np.ndarray) -> None:
+        self._replace(self.npy(name), lambda f: np.save(f, counts), binary=True)
+
+
+def _histogram_start(files: _HistogramFiles, channels: list[_Channel], io: BufferIO) -> None:
+    """Registers the channels in info.csv (zero counts); SetupError on conflicting bins."""
+    with files.lock():
+        info = files.read_info()
+        changed = False
+        for ch in channels:
+            row = info.get(ch.name)
+            if row is None:
+                info[ch.name] = [ch.min, ch.max, ch.nbins, 0, 0]
+                files.save(ch.name, np.zeros(ch.nbins, dtype=np.int64))
+                changed = True
+            elif tuple(row[:3]) != ch.key():
+                raise SetupError(
+                    io.name,
+                    f"another histogram exporter of buffer '{io.buffer_names_in[0]}' already "
+                    f"writes field {ch.name!r} with bins [{row[0]}, {row[1]}, {row[2]}] to "
+                    f"{files.dir}; exporters of one buffer share these files, so use the same "
+                    f"bins (this worker has [{ch.min}, {ch.max}, {ch.nbins}])",
+                )
+        if changed or not files.info.exists():
+            files.write_info(info)
+
+
+def _histogram_update(files: _HistogramFiles, channels: list[_Channel]) -> None:
+    """Adds the pending counts to the files (under the lock) and clears them."""
+    dirty = [ch for ch in channels if ch.dirty()]
+    if not dirty:
+        return
+    with files.lock():
+        info = files.read_info()
+        for ch in dirty:
+            row = info.get(ch.name)
+            if row is None or tuple(row[:3]) != ch.key():  # file removed or rewritten
+                row = [ch.min, ch.max, ch.nbins, 0, 0]
+                counts = np.zeros(ch.nbins, dtype=np.int64)
+            else:
+                counts = files.load(ch.name, ch.nbins)
+            files.save(ch.name, counts + ch.pending)
+            row[3] += ch.underflow
+            row[4] += ch.overflow
+            info[ch.name] = row
+            ch.reset()
+        files.write_info(info)
+
+
+def histogram(buffer_io: BufferIO) -> None:
+    """mimoCoRB2 Function: Export data as a histogram.
+
+    Saves histograms of the data in the source buffer to npy files in the run_dir for each
+    field in the source buffer. The histograms are saved in a directory named
+    "Histograms_<source_buffer_name>". The directory contains a file named "info.csv" with the
+    histogram configuration and individual npy files for each channel. It is possible to
+    visualize the histograms using the *visualize_histogram* function
+    (``visualizers.histogram``).
+
+    ``info.csv`` has the columns ``Channel, Min, Max, NBins, Underflow, Overflow``; each
+    ``<field>.npy`` holds ``NBins`` int64 counts. The bin edges are
+    ``np.linspace(min, max, nbins + 1)``: bin ``i`` counts ``edge[i] <= x < edge[i+1]``, the last
+    bin also ``x == max`` (as ``np.histogram``). Values below ``min`` count as underflow, above
+    ``max`` as overflow; NaN values are not counted (their number is logged). The files are
+    rewritten every ``update_interval`` and at the end, each atomically (a reader never sees a
+    partial file).
+
+    Several processes of this worker, and several histogram exporters of the same buffer,
+    share the files: each adds its counts under a file lock, so the files hold the histogram
+    of every event of the buffer. They must use the same bins for a field they share.
+
+    Type
+        Exporter
+
+    Buffers
+        sources
+            1 with data_length = 1
+        sinks
+            Pass through data without modification to all sinks. Must share same dtype as source
+            buffer.
+        observes
+            0
+
+    Configs
+        update_interval : int, optional (default=1)
+            Interval in seconds to save the histogram data to files.
+        bins : dict
+            Dictionary where keys are channel names and values are tuples of
+            (min, max, number_of_bins). Channels must be present in the source buffer data.
+
+    Examples:
+        Setup entry::
+
+            histogram:
+              function: exporters.histogram
+              sources: [pulse_heights]
+              config:
+                update_interval: 1
+                bins: {height: [0.0, 1.0, 100]}
+
+        Reading the result:
+
+        >>> import numpy as np
+        >>> counts = np.load('run_directory/Histograms_pulse_heights/height.npy')
+        >>> edges = np.linspace(0.0, 1.0, 100 + 1)
+    """
+    exporter = Exporter(buffer_io)
+    dtype = _require_single_element(buffer_io, "exporters.histogram")
+    channels = _parse_bins(buffer_io, dtype)
+    interval = _interval(buffer_io, "update_interval", 1.0)
+    source = buffer_io.buffer_names_in[0]
+    files = _HistogramFiles(Path(buffer_io.run_dir) / f"Histograms_{source}")
+
+    def body() -> None:
+        pending: list[np.ndarray] = []
+        n_pending = 0
+        next_update = time.monotonic() + interval
+
+        def wait() -> float:
+            return max(_MIN_WAIT, next_update - time.monotonic())
+
+        def count() -> None:
+            nonlocal n_pending
+            if pending:
+                values = np.concatenate(pending) if len(pending) > 1 else pending[0]
+                for ch in channels:
+                    ch.add(values[ch.name])
+                pending.clear()
+                n_pending = 0
+
+        try:
+            _histogram_start(files, channels, buffer_io)
+            for _, data in _PassThrough(exporter).batches(wait):
+                if data is not None:
+                    pending.append(data.reshape(-1).copy())  # compact, frees the batch
+                    n_pending += len(data)
+                    if n_pending >= _MAX_PENDING_ROWS:
+                        count()
+                if time.monotonic() >= next_update:
+                    count()
+                    _histogram_update(files, channels)
+                    next_update = time.monotonic() + interval
+        finally:
+            count()
+            _histogram_update(files, channels)
+            nans = {ch.name: ch.nans for ch in channels if ch.nans}
+            if nans:
+                exporter.logger.warning(
+                    "worker '%s': NaN values not counted in the histograms: %s",
+                    buffer_io.name,
+                    nans,
+                )
+            files.close()
+
+    _run_guarded(buffer_io, body)
+
+
+# ----- csv -----
+
+
+def _column_formatter(dtype: np.dtype) -> Callable[[np.ndarray], Iterator[str] | list[str]]:
+    """A function turning a column into its CSV strings, in the column's own type.
+
+    Integers and bools as Python prints them, float64 as ``repr`` (shortest text that reads
+    back to the same value), smaller floats as numpy's shortest text for their precision,
+    anything else as ``str``, quoted where needed.
+    """
+    kind = dtype.kind
+    if kind in "iub":
+        return lambda col: map(str, col.tolist())
+    if kind == "f" and dtype.itemsize == 8:
+        return lambda col: map(repr, col.tolist())
+    if kind in "fcmM":
+        return lambda col: col.astype(str).tolist()
+    if kind == "S":
+        return lambda col: [
+            _quote(v.decode("utf-8", errors="backslashreplace")) for v in col.tolist()
+        ]
+    return lambda col: [_quote(str(v)) for v in col.tolist()]
+
+
+class CsvWriter:
+    """The core of ``exporters.csv``: formats batches of events and appends them to a file.
+
+    Rows are ``counter, timestamp, deadtime`` followed by the data fields, each column in its
+    own type. The file is opened for appending; every write of a batch (and the header check)
+    holds an exclusive ``flock`` of the file, so several writers of one file never mix their
+    lines.
+
+    Args:
+        path: The CSV file.
+        metadata_dtype: Structured dtype of the metadata records.
+        data_dtype: Structured dtype of the data (plain fields, no sub-arrays).
+
+    Raises:
+        ValueError: If a field is a sub-array, or the file exists with another header.
+    """
+
+    def __init__(self, path: str | Path, metadata_dtype: np.dtype, data_dtype: np.dtype) -> None:
+        """Opens the file and writes the header, unless the file already has it."""
+        self.path = Path(path)
+        columns: list[tuple[str, str, Callable[[np.ndarray], Any]]] = []
+        for part, dtype in (("metadata", metadata_dtype), ("data", data_dtype)):
+            for name in dtype.names or ():
+                sub = dtype[name]
+                if sub.shape or sub.names:
+                    raise ValueError(
+                        f"field {name!r} has dtype {sub}; only plain (scalar) fields can be "
+                        "written as CSV columns"
+                    )
+                columns.append((part, name, _column_formatter(sub)))
+        self._columns = columns
+        self.header = ",".join(_quote(name) for _, name, _ in columns) + "\n"
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            self._write_header()
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def _write_header(self) -> None:
+        header = self.header.encode()
+        with _Locked(self._fd):
+            if os.fstat(self._fd).st_size == 0:
+                _write_all(self._fd, header)
+                return
+            with open(self.path, "rb") as f:
+                first = f.read(len(header))
+        if first != header:
+            raise ValueError(
+                f"{self.path} already exists with other columns ({first.decode(errors='replace')!r}"
+                f" instead of {self.header!r})"
+            )
+
+    def format(self, metadata: np.ndarray, data: np.ndarray) -> str:
+        """The CSV lines of ``k`` events (``metadata`` and ``data`` of shape ``(k,)``)."""
+        if len(data) == 0:
+            return ""
+        cols = [
+            fmt(metadata[name] if part == "metadata" else data[name])
+            for part, name, fmt in self._columns
+        ]
+        return "\n".join(map(",".join, zip(*cols, strict=True))) + "\n"
+
+    def write(self, metadata: np.ndarray, data: np.ndarray) -> int:
+        """Appends the rows of ``k`` events in one locked write; returns ``k``."""
+        text = self.format(metadata, data)
+        if text:
+            payload = text.encode()
+            with _Locked(self._fd):
+                _write_all(self._fd, payload)
+        return len(data)
+
+    def close(self) -> None:
+        """Closes the file."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _csv_path(io: BufferIO) -> Path:
+    source = io.buffer_names_in[0]
+    filename = io.get("filename", source)
+    if filename is None:
+        filename = source
+    name = str(filename)
+    if not name or Path(name).name != name or name in (".", ".."):
+        raise SetupError(
+            io.name,
+            f"config 'filename' must be a plain file name (the file goes to the run "
+            f"directory), got {filename!r}",
+        )
+    if not name.endswith(".csv"):
+        name += ".csv"
+    return Path(io.run_dir) / name
+
+
+def csv(buffer_io: BufferIO) -> None:
+    """mimoCoRB2 Function: Save data from the source buffer to a CSV file.
+
+    Saves data from the source buffer to a CSV file in the run_dir. Each field in the source
+    buffer is saved as a column in the CSV file.
+
+    The columns are ``counter, timestamp, deadtime`` (the event metadata) followed by the data
+    fields, each written in its own type: integers as integers (exact, also above 2**53),
+    float64 with the shortest text that reads back to the same value, float32 likewise for its
+    precision. The header is written once; rows are collected in memory and appended every
+    ``save_interval`` seconds and at the end, so after a crash the file keeps every row written
+    until then.
+
+    Several processes of this worker (or several csv exporters with the same file name) append
+    to the same file under a file lock, each batch of rows in one piece: the file never mixes
+    partial lines, but rows of different processes are not sorted by ``counter``. Writers of
+    one file must write the same columns.
+
+    Type
+        Exporter
+
+    Buffers
+        sources
+            1 with data_length = 1
+        sinks
+            Pass through data without modification to all sinks. Must share same dtype as source
+            buffer.
+        observes
+            0
+
+    Configs
+        save_interval : int, optional (default=1)
+            Interval in seconds to save the CSV file.
+        filename : str, optional (default='buffer_name')
+            Name of the CSV file to save the data to. The file will be saved in the run_dir
+            (``.csv`` is appended unless the name ends with it).
+
+    Examples:
+        >>> import numpy as np
+        >>> import pandas as pd
+        >>> print(pd.read_csv('run_directory/exporter_name.csv'))
+    """
+    exporter = Exporter(buffer_io)
+    dtype = _require_single_element(buffer_io, "exporters.csv")
+    interval = _interval(buffer_io, "save_interval", 1.0)
+    path = _csv_path(buffer_io)
+    try:
+        writer = CsvWriter(path, exporter.metadata_example.dtype, dtype)
+    except ValueError as e:
+        raise SetupError(
+            buffer_io.name,
+            f"cannot write source '{buffer_io.buffer_names_in[0]}' to {path}: {e}; "
+            "give this worker its own 'filename' or use a source with scalar fields",
+        ) from None
+
+    def body() -> None:
+        pending_meta: list[np.ndarray] = []
+        pending_data: list[np.ndarray] = []
+        n_pending = 0
+        next_save = time.monotonic() + interval
+
+        def wait() -> float:
+            return max(_MIN_WAIT, next_save - time.monotonic())
+
+        def save() -> None:
+            nonlocal n_pending
+            if not pending_data:
+                return
+            if len(pending_data) == 1:
+                meta, data = pending_meta[0], pending_data[0]
+            else:
+                meta, data = np.concatenate(pending_meta), np.concatenate(pending_data)
+            pending_meta.clear()
+            pending_data.clear()
+            n_pending = 0
+            writer.write(meta, data)
+
+        try:
+            for metadata, data in _PassThrough(exporter).batches(wait):
+                if data is not None:  # compact copies (free the batch arrays)
+                    pending_meta.append(metadata.copy())
+                    pending_data.append(data.reshape(-1).copy())
+                    n_pending += len(data)
+                if n_pending >= _MAX_PENDING_ROWS or time.monotonic() >= next_save:
+                    save()
+                    next_save = time.monotonic() + interval
+        finally:
+            try:
+                save()
+            finally:
+                writer.close()
+
+    _run_guarded(buffer_io, body)
