@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from mimocorb2 import __version__
 
 
 def _has_display() -> bool:
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    """Whether the default mode opens the GUI: a display a user sees, and PyQt5/pyqtgraph."""
+    from mimocorb2._gui import unavailable_reason
+
+    return unavailable_reason(need_real_display=True) is None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,6 +46,17 @@ def _parse_mode(mode: str) -> set[str]:
     return parts
 
 
+class _Drained:
+    """Lines already taken from the supervisor, handed to ``Terminal.flush_lines``."""
+
+    def __init__(self, lines: list[Any], dropped: int) -> None:
+        self._result = (lines, dropped)
+
+    def drain_lines(self, _max: int) -> tuple[list[Any], int]:
+        result, self._result = self._result, ([], 0)
+        return result
+
+
 def _unique_run_dir(target: Path) -> Path:
     """``target/run_<timestamp>``, with a suffix when that name is taken (same second)."""
     target.mkdir(parents=True, exist_ok=True)
@@ -94,6 +105,7 @@ class Control:
         self._started = 0.0
         self._cpu_prev: dict[str, tuple[float, float]] = {}
         self._procs: list[dict[str, Any]] = []
+        self._gui: Any = None  # mimocorb2._gui.GuiLink while a GUI window is connected
         self._prepare()
 
     @classmethod
@@ -284,12 +296,12 @@ class Control:
         """Starts the workers and the interfaces; returns when every worker has finished."""
         modes = set(self.modes)
         if "gui" in modes:
-            print(
-                "mimocorb2: the GUI is not available yet; running in the terminal instead",
-                file=sys.stderr,
-            )
+            from mimocorb2 import _gui
+
             modes.discard("gui")
-            modes.add("kbd")
+            self._gui = _gui.start(self)  # None (and a message) when it cannot run
+            if self._gui is None:
+                modes.add("kbd")
         old_handler = None
         if threading.current_thread() is threading.main_thread():
             old_handler = signal.signal(signal.SIGINT, self._on_sigint)
@@ -302,21 +314,29 @@ class Control:
         finally:
             self.supervisor.terminate(None, 2.0)
             self._procs = self.supervisor.poll()
-            terminal.flush_lines(self.supervisor)
+            self._pump_lines(terminal)
+            final_stats = self.get_stats()
             if stats_logger is not None:
-                stats_logger.close(self.get_stats())
+                stats_logger.close(final_stats)
             terminal.stop()
-            if old_handler is not None:
-                signal.signal(signal.SIGINT, old_handler)
-            self._report()
-            logging.getLogger("mimocorb2").removeHandler(self._log_handler)
-            self._log_handler.close()
+            try:
+                self._report()
+                self._gui_finish(final_stats)
+            finally:
+                if self._gui is not None:
+                    self._gui.close()
+                    self._gui = None
+                if old_handler is not None:
+                    signal.signal(signal.SIGINT, old_handler)
+                logging.getLogger("mimocorb2").removeHandler(self._log_handler)
+                self._log_handler.close()
 
     def _loop(self, terminal: Terminal, stats_logger: StatsLogger | None) -> None:
         last_stats = 0.0
+        last_gui = 0.0
         while True:
             self._procs = self.supervisor.poll()
-            terminal.flush_lines(self.supervisor)
+            self._pump_lines(terminal)
             try:
                 while True:
                     if not self.execute(self.commands.get_nowait()):
@@ -324,15 +344,110 @@ class Control:
             except queue.Empty:
                 pass
             now = time.monotonic()
-            if now - last_stats >= 1.0:
-                last_stats = now
+            gui_due = self._gui is not None and now - last_gui >= self._gui_interval()
+            if now - last_stats >= 1.0 or gui_due:
                 stats = self.get_stats()
-                terminal.status(stats)
-                if stats_logger is not None:
-                    stats_logger.maybe_write(stats)
+                if gui_due:
+                    last_gui = now
+                    self._gui.send_stats(stats, self.failures())
+                if now - last_stats >= 1.0:
+                    last_stats = now
+                    terminal.status(stats)
+                    if stats_logger is not None:
+                        stats_logger.maybe_write(stats)
+            self._gui_check(terminal)
+            self._end_orphaned_buffers()
             if not any(p["alive"] for p in self._procs):
                 return
             time.sleep(0.05)
+
+    # ----- GUI (mode gui): a window in its own process, fed from this loop -----
+
+    @staticmethod
+    def _gui_interval() -> float:
+        from mimocorb2._gui import STATS_INTERVAL_S
+
+        return STATS_INTERVAL_S
+
+    def _pump_lines(self, terminal: Terminal) -> None:
+        """Shows the captured worker output in the terminal and, if open, in the GUI."""
+        if self._gui is None:
+            terminal.flush_lines(self.supervisor)
+            return
+        lines, dropped = self.supervisor.drain_lines(5000)
+        terminal.flush_lines(_Drained(lines, dropped))
+        self._gui.send_lines(lines, dropped)
+
+    def _gui_check(self, terminal: Terminal) -> None:
+        """Falls back to the terminal when the GUI could not start or ended unexpectedly."""
+        if self._gui is None:
+            return
+        from mimocorb2 import _gui
+
+        problem = self._gui.failure(_gui.READY_TIMEOUT_S)
+        if problem is None:
+            return
+        detail = _gui.gui_log_tail(self)
+        print(
+            f"mimocorb2: {problem}"
+            + (f": {detail}" if detail else "")
+            + "; the run continues in the terminal",
+            file=sys.stderr,
+        )
+        _log.warning("%s; the run continues in the terminal", problem)
+        self._gui.close(grace=1.0)
+        self._gui = None
+        if not terminal.interactive:
+            terminal.interactive = True
+            terminal.start()
+
+    def _gui_finish(self, final_stats: dict[str, Any]) -> None:
+        """Shows the final state in the GUI and waits until the window closes.
+
+        The window closes itself after its linger time unless the user keeps it open; a
+        Ctrl-C in the terminal stops the wait.
+        """
+        from mimocorb2 import _gui
+
+        gui = self._gui
+        if gui is None or gui.gone.is_set():
+            return
+        gui.send_stats(final_stats, self.failures())
+        gui.send_finished(self.exit_code)
+        interrupts = self._interrupts
+        linger = _gui.linger_seconds()
+
+        def interrupted() -> bool:
+            return self._interrupts != interrupts
+
+        gui.wait_closed(linger + 10.0, interrupted, until_keep_open=True)
+        if gui.keep_open and not gui.gone.is_set() and not interrupted():
+            print(
+                "mimocorb2: every worker has finished; close the GUI window to end",
+                file=sys.stderr,
+            )
+            gui.wait_closed(None, interrupted)
+
+    def _end_orphaned_buffers(self) -> None:
+        """Shuts down a buffer whose readers have all ended, so its writers never block on it.
+
+        Its unread events are reported (they cannot be delivered any more).
+        """
+        alive = {p["worker"] for p in self._procs if p["alive"]}
+        for name, buf in self.buffers.items():
+            readers = [w for w, spec in self.setup.workers.items() if name in spec.sources]
+            if not readers or buf.flush_event_received or any(w in alive for w in readers):
+                continue
+            if not any(p["worker"] in readers for p in self._procs):
+                continue  # not started yet
+            unread = round(buf.get_stats()["filled_slots"] * buf.slot_count)
+            msg = (
+                f"buffer '{name}' has no running reader left (workers {', '.join(readers)} "
+                f"ended); shutting it down so its writers stop ({unread} events unread)"
+            )
+            _log.warning(msg)
+            print(f"mimocorb2: {msg}", file=sys.stderr)
+            buf.send_flush_event()
 
     def _report(self) -> None:
         failed = self.failures()

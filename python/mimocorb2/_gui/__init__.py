@@ -1,0 +1,162 @@
+"""The control GUI (mode ``gui``): a "Buffer Manager" window in its own process.
+
+The window runs in a separate Python process (``python -m mimocorb2._gui``) so that drawing never
+slows the data path. The control talks to it through :class:`~mimocorb2._gui.link.GuiLink`: it
+sends the statistics (≥ 2 Hz) and the worker output, and receives the commands of the buttons,
+which go into ``Control.commands`` exactly like the terminal's commands.
+
+When the GUI cannot run (no display, PyQt5/pyqtgraph missing, or the GUI process fails), the
+control prints why and the run continues in the terminal (``kbd``). When every worker has
+finished, the control returns as always; the window shows the final state for ``linger`` seconds
+(``MIMOCORB2_GUI_LINGER``, default 5) and closes itself unless the user presses *Keep open*,
+in which case the control waits until the window is closed.
+
+This module imports no Qt: only the GUI process does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from mimocorb2._gui.link import GuiLink
+
+if TYPE_CHECKING:
+    from mimocorb2.control import Control
+
+__all__ = ["GuiLink", "start", "unavailable_reason"]
+
+READY_TIMEOUT_S = 30.0
+"""Seconds the GUI process may take to show its window before the control gives up on it."""
+
+DEFAULT_LINGER_S = 5.0
+"""Seconds the window shows the final state after every worker has ended."""
+
+STATS_INTERVAL_S = 0.4
+"""Seconds between two statistics messages (the GUI refreshes at ≥ 2 Hz)."""
+
+_HEADLESS_PLATFORMS = ("offscreen", "minimal", "vnc", "eglfs", "linuxfb", "minimalegl", "webgl")
+
+
+def unavailable_reason(need_real_display: bool = False) -> str | None:
+    """Why the GUI cannot be shown here, or None when it can.
+
+    Args:
+        need_real_display: Ignore ``QT_QPA_PLATFORM=offscreen`` and similar (the default mode
+            only opens a window a user can see).
+    """
+    missing = [m for m in ("PyQt5", "pyqtgraph") if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"the GUI needs {' and '.join(missing)} (pip install PyQt5 pyqtgraph)"
+    if sys.platform in ("darwin", "win32"):
+        return None
+    platform = os.environ.get("QT_QPA_PLATFORM", "").split(":")[0].strip().lower()
+    if platform in _HEADLESS_PLATFORMS and not need_real_display:
+        return None
+    if platform.startswith("wayland"):
+        if os.environ.get("WAYLAND_DISPLAY"):
+            return None
+    elif platform == "xcb":
+        if os.environ.get("DISPLAY"):
+            return None
+    elif os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return (
+        "the GUI needs a display, but neither DISPLAY nor WAYLAND_DISPLAY is set "
+        "(QT_QPA_PLATFORM=offscreen draws without one)"
+    )
+
+
+def linger_seconds() -> float:
+    """How long the window shows the final state (``MIMOCORB2_GUI_LINGER``)."""
+    try:
+        return max(0.0, float(os.environ.get("MIMOCORB2_GUI_LINGER", DEFAULT_LINGER_S)))
+    except ValueError:
+        return DEFAULT_LINGER_S
+
+
+def setup_info(control: Control) -> dict[str, Any]:
+    """What the window needs to know about the setup (sent as the first message)."""
+    setup = control.setup
+    name = setup.setup_file.name if getattr(setup, "setup_file", None) else "setup"
+    return {
+        "title": f"mimocorb2 Buffer Manager: {name}",
+        "run_dir": str(control.run_dir),
+        "roots": list(control.roots),
+        "buffers": {
+            n: {"slot_count": b.slot_count, "data_length": b.data_length}
+            for n, b in setup.buffers.items()
+        },
+        "workers": {
+            n: {
+                "function": w.function,
+                "number_of_processes": w.number_of_processes,
+                "sources": list(w.sources),
+                "sinks": list(w.sinks),
+                "observes": list(w.observes),
+            }
+            for n, w in setup.workers.items()
+        },
+        "linger": linger_seconds(),
+        "control_pid": os.getpid(),
+    }
+
+
+def _open_channel(control: Control) -> tuple[IO[bytes], IO[bytes], Any]:
+    """Starts the GUI process; returns ``(to_gui, from_gui, process)``.
+
+    Tests replace this to run the window in their own process over :func:`link.pipe_pair`.
+    """
+    log = open(control.run_dir / "logs" / "gui.log", "wb")  # noqa: SIM115 - the child's stderr
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mimocorb2._gui"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=env,
+            close_fds=True,
+        )
+    finally:
+        log.close()
+    assert process.stdin is not None and process.stdout is not None
+    return process.stdin, process.stdout, process
+
+
+def start(control: Control) -> GuiLink | None:
+    """Starts the GUI for ``control``; prints why and returns None when it cannot run."""
+    reason = unavailable_reason()
+    if reason is None:
+        try:
+            to_gui, from_gui, process = _open_channel(control)
+        except OSError as e:
+            reason = f"the GUI process could not be started: {e}"
+    if reason is not None:
+        print(f"mimocorb2: {reason}; running in the terminal instead", file=sys.stderr)
+        return None
+    link = GuiLink(to_gui, from_gui, control.commands.put, process)
+    link.send_setup(setup_info(control))
+    return link
+
+
+def gui_log_tail(control: Control) -> str:
+    """The GUI process's last error line from ``logs/gui.log``, and where to read more."""
+    path = control.run_dir / "logs" / "gui.log"
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    if not lines:
+        return ""
+    hints = ("error", "could not", "cannot", "failed")
+    # the first error line names the cause; Qt's later lines are generic
+    line = next((ln for ln in lines if any(h in ln.lower() for h in hints)), lines[-1])
+    return f"{line} (see {path})"
