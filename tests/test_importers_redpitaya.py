@@ -22,6 +22,7 @@ from fakes.workers import load_events
 
 from mimocorb2._setup import function_template, parse_setup
 from mimocorb2.control import Control
+from mimocorb2.exceptions import SetupValidationError
 from mimocorb2.functions.importers import redpitaya
 from mimocorb2.functions.importers._mcpha import VALUE_MASK, command
 
@@ -386,14 +387,15 @@ def test_validate_config_lists_every_problem():
     assert len(errors) == 6  # ip and pre-trigger missing, 3 bad values, the dtype
 
 
-def test_bad_config_stops_the_worker_at_start_with_a_setup_error(tmp_path):
+def test_bad_config_is_a_setup_error_before_anything_starts(tmp_path):
     setup = rp_setup(tmp_path, 1, sample_rate=3, trigger_level=10000)
-    control = run(setup, tmp_path)
-    assert control.exit_code == 1
-    text = failure_text(control)
-    assert "SetupError" in text and "invalid configuration" in text
+    with pytest.raises(SetupValidationError) as info:
+        Control(setup, tmp_path, mode="stats")
+    text = str(info.value)
+    assert "worker 'rp'" in text
     assert "'sample_rate': 3 is not allowed" in text
     assert "'trigger_level': 10000 is out of range" in text
+    assert not list(tmp_path.glob("**/run_*"))
 
 
 def test_prebuilt_function_resolves_and_is_an_importer(tmp_path):
