@@ -14,6 +14,8 @@ pub mod layout;
 pub mod metadata;
 pub mod ring;
 mod ring_admin;
+mod ring_batch;
+mod ring_observe;
 pub mod shm;
 pub mod stats;
 pub mod supervisor;

@@ -34,9 +34,9 @@ use crate::wait::{wait_until, wake};
 
 /// Bits of the slot index in the `latest` word (the rest holds the commit sequence modulo 2^40,
 /// compared with wrap-around arithmetic, so the word never overflows).
-const SLOT_BITS: u32 = 24;
-const SLOT_MASK: u64 = (1 << SLOT_BITS) - 1;
-const SEQ_MASK: u64 = (1 << (64 - SLOT_BITS)) - 1;
+pub(crate) const SLOT_BITS: u32 = 24;
+pub(crate) const SLOT_MASK: u64 = (1 << SLOT_BITS) - 1;
+pub(crate) const SEQ_MASK: u64 = (1 << (64 - SLOT_BITS)) - 1;
 const _: () = assert!(MAX_SLOTS as u64 <= SLOT_MASK);
 
 /// Index used for the process-local discard slot handed out while paused.
@@ -376,7 +376,7 @@ impl Ring {
 
     // ----- writing -----
 
-    fn take_free(&self) -> Option<u32> {
+    pub(crate) fn take_free(&self) -> Option<u32> {
         if let Some(s) = self.empty().pop() {
             return Some(s);
         }
@@ -389,7 +389,7 @@ impl Ring {
         None
     }
 
-    fn mark_writing(&self, slot: u32, holder: u32) {
+    pub(crate) fn mark_writing(&self, slot: u32, holder: u32) {
         let rec = &self.records()[slot as usize];
         rec.holder.store(holder, Ordering::Relaxed);
         rec.holders.store(1, Ordering::Relaxed);
@@ -443,7 +443,7 @@ impl Ring {
         })
     }
 
-    fn check_held(&self, slot: u32, want: u32) -> Result<&SlotRecord> {
+    pub(crate) fn check_held(&self, slot: u32, want: u32) -> Result<&SlotRecord> {
         let rec = self.record(slot)?;
         if rec.state.load(Ordering::Relaxed) != want {
             return Err(Error::SlotReleased(format!(
@@ -578,7 +578,7 @@ impl Ring {
         self.empty().notify();
     }
 
-    fn stuck_msg(&self) -> Error {
+    pub(crate) fn stuck_msg(&self) -> Error {
         Error::SharedMemory(format!(
             "a token queue of buffer '{}' is stuck: a process was killed in the middle of a \
              queue operation; the buffer cannot be used any more",
@@ -595,7 +595,7 @@ impl Ring {
 
     // ----- reading -----
 
-    fn end_reached(&self) -> bool {
+    pub(crate) fn end_reached(&self) -> bool {
         let st = self.state();
         st.end_state.load(Ordering::SeqCst) != END_OPEN
             && st.inflight_commits.load(Ordering::SeqCst) == 0
@@ -621,7 +621,7 @@ impl Ring {
         Ok(None)
     }
 
-    fn mark_reading(&self, slot: u32) {
+    pub(crate) fn mark_reading(&self, slot: u32) {
         let rec = &self.records()[slot as usize];
         rec.holder.store(pid(), Ordering::Relaxed);
         rec.holders.store(1, Ordering::Relaxed);
@@ -651,150 +651,6 @@ impl Ring {
         let rec = self.check_held(slot, SLOT_READING)?;
         self.free_slot(rec, slot);
         Ok(())
-    }
-
-    /// Takes up to `out.len()` committed slots at once (one queue claim), waiting until at least
-    /// one is there or `deadline`; `Ok(0)` at the end of the stream.
-    ///
-    /// # Errors
-    /// [`Error::Timeout`] when the deadline passes with nothing to read.
-    pub fn acquire_read_many(&self, out: &mut [u32], deadline: Option<Instant>) -> Result<usize> {
-        let try_once = |out: &mut [u32]| -> Option<usize> {
-            let n = self.filled().pop_batch(out);
-            if n > 0 {
-                return Some(n);
-            }
-            if self.end_reached() {
-                return Some(self.filled().pop_batch(out));
-            }
-            None
-        };
-        let n =
-            match try_once(out) {
-                Some(n) => n,
-                None => wait_until(self.filled().waker(), deadline, || try_once(out)).ok_or_else(
-                    || Error::Timeout(format!("no event in buffer '{}' in time", self.name)),
-                )?,
-            };
-        for &s in &out[..n] {
-            self.mark_reading(s);
-        }
-        Ok(n)
-    }
-
-    /// Gives several read slots back at once.
-    ///
-    /// # Errors
-    /// [`Error::SlotReleased`] for a slot this process does not hold.
-    pub fn release_many(&self, slots: &[u32]) -> Result<()> {
-        for &s in slots {
-            let rec = self.check_held(s, SLOT_READING)?;
-            rec.holder.store(0, Ordering::Relaxed);
-            rec.holders.store(0, Ordering::Relaxed);
-            rec.state.store(SLOT_FREE, Ordering::Relaxed);
-        }
-        let pushed = self.empty().push_all(slots);
-        self.empty().notify();
-        if pushed {
-            Ok(())
-        } else {
-            Err(self.stuck_msg())
-        }
-    }
-
-    /// Takes up to `out.len()` free slots for writing at once, waiting for at least one.
-    ///
-    /// # Errors
-    /// As [`Ring::acquire_write`].
-    pub fn acquire_write_many(&self, out: &mut [u32], deadline: Option<Instant>) -> Result<usize> {
-        let me = pid();
-        let try_once = |out: &mut [u32]| -> Result<Option<usize>> {
-            let st = self.state();
-            if st.end_state.load(Ordering::Acquire) != END_OPEN {
-                return Err(self.ended_msg());
-            }
-            if st.paused.load(Ordering::Relaxed) != 0 {
-                return Ok(Some(0));
-            }
-            let mut n = self.empty().pop_batch(out);
-            while n < out.len() && self.overwrite() {
-                match self.take_free() {
-                    Some(s) => {
-                        out[n] = s;
-                        n += 1;
-                    }
-                    None => break,
-                }
-            }
-            Ok((n > 0).then_some(n))
-        };
-        let n = match try_once(out)? {
-            Some(n) => n,
-            None => wait_until(self.empty().waker(), deadline, || try_once(out).transpose())
-                .ok_or_else(|| {
-                    Error::Timeout(format!("no free slot in buffer '{}' in time", self.name))
-                })??,
-        };
-        for &s in &out[..n] {
-            self.mark_writing(s, me);
-        }
-        Ok(n)
-    }
-
-    // ----- observing -----
-
-    /// Copies the most recent committed event newer than `after` (a commit sequence number)
-    /// into `dst` (metadata + data bytes), without taking it from the readers. Waits until
-    /// `deadline`; `Ok(None)` once the buffer has ended.
-    ///
-    /// # Errors
-    /// [`Error::Timeout`] when nothing newer arrives in time; [`Error::InvalidArgument`] when
-    /// `dst` is smaller than a slot's metadata + data.
-    pub fn observe(
-        &self,
-        after: u64,
-        dst: &mut [u8],
-        deadline: Option<Instant>,
-    ) -> Result<Option<u64>> {
-        let need = METADATA_SIZE + self.data_size();
-        if dst.len() < need {
-            return Err(Error::InvalidArgument(format!(
-                "observer buffer of {} bytes is smaller than a slot ({need} bytes)",
-                dst.len()
-            )));
-        }
-        let st = self.state();
-        let attempt = |dst: &mut [u8]| -> Option<Option<u64>> {
-            // SYNC POINT: Acquire pairs with the commit's Release store of `latest`.
-            let latest = st.latest.load(Ordering::Acquire);
-            let seq40 = latest >> SLOT_BITS;
-            let newer = seq40.wrapping_sub(after & SEQ_MASK) & SEQ_MASK;
-            if latest != 0 && newer != 0 && newer < SEQ_MASK / 2 {
-                let slot = (latest & SLOT_MASK) as u32;
-                if let Some(rec) = self.records().get(slot as usize) {
-                    let v1 = rec.version.load(Ordering::Acquire);
-                    let seq = rec.commit_seq.load(Ordering::Relaxed);
-                    if v1 % 2 == 0 && seq & SEQ_MASK == seq40 {
-                        self.copy_out(slot, &mut dst[..need]);
-                        // SYNC POINT: the copy happens before the second version load.
-                        fence(Ordering::Acquire);
-                        if rec.version.load(Ordering::Relaxed) == v1 {
-                            return Some(Some(seq));
-                        }
-                    }
-                }
-            }
-            if st.end_state.load(Ordering::Acquire) != END_OPEN {
-                return Some(None);
-            }
-            None
-        };
-        if let Some(r) = attempt(dst) {
-            return Ok(r);
-        }
-        wait_until(&st.observe, deadline, || attempt(dst)).ok_or_else(|| {
-            Error::Timeout(format!("no new event in buffer '{}' in time", self.name))
-        })
     }
 
     /// Copies metadata + data of `slot` into `dst` (which must have that length).
