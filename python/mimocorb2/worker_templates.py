@@ -21,13 +21,23 @@ side effects when it is created.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable, Generator, Iterator
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
+from mimocorb2._template_helpers import (
+    _ByteViews,
+    _check_processor_result,
+    _copy_into,
+    _describe,
+    _filter_targets,
+    _given,
+    _picklable,
+    _plural,
+    _SinkGuard,
+    _WorkerError,
+)
 from mimocorb2.exceptions import BufferEndedError, BufferTimeoutError
 from mimocorb2.mimo_buffer import BufferObserver, BufferReader, BufferWriter
 from mimocorb2.mimo_worker import BufferIO
@@ -46,41 +56,6 @@ __all__ = [
 
 
 # ----- errors -----
-
-
-def _worker_name(instance_or_name: Any) -> str:
-    if isinstance(instance_or_name, str):
-        return instance_or_name
-    name = getattr(instance_or_name, "name", None)
-    if isinstance(name, str):
-        return name
-    return type(instance_or_name).__name__
-
-
-def _picklable(value: Any) -> Any:
-    """``value`` if it can be pickled, else its repr (errors cross process boundaries)."""
-    if value is None:
-        return None
-    try:
-        pickle.dumps(value)
-    except Exception:
-        return repr(value)
-    return value
-
-
-class _WorkerError(RuntimeError):
-    """Common part of :class:`SetupError` and :class:`UfuncError`."""
-
-    def __init__(self, instance_or_name: Any, message: str, exception: Any = None) -> None:
-        self.worker_name = _worker_name(instance_or_name)
-        self.message = str(message)
-        self.exception = exception
-        text = f"worker '{self.worker_name}': {self.message}"
-        if isinstance(exception, BaseException):
-            text += f" ({type(exception).__name__}: {exception})"
-        elif exception is not None:
-            text += f" ({exception})"
-        super().__init__(text)
 
 
 class SetupError(_WorkerError):
@@ -155,57 +130,6 @@ class UfuncError(_WorkerError):
                 _picklable(self.ufunc_output),
             ),
         )
-
-
-# ----- copying -----
-
-
-class _ByteViews:
-    """Caches the ``uint8`` views of slot arrays (slot views are created once per slot)."""
-
-    __slots__ = ("_cache",)
-
-    def __init__(self) -> None:
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    def __call__(self, array: np.ndarray) -> np.ndarray:
-        hit = self._cache.get(id(array))
-        if hit is not None and hit[0] is array:
-            return hit[1]
-        view = array.view(np.uint8)
-        self._cache[id(array)] = (array, view)
-        return view
-
-
-def _copy_into(dst: np.ndarray, value: Any) -> None:
-    """Copies ``value`` into the slot array ``dst``: bytewise when the layouts are identical.
-
-    Raises:
-        ValueError, TypeError: If ``value`` cannot be assigned to ``dst``.
-    """
-    if (
-        isinstance(value, np.ndarray)
-        and value.dtype == dst.dtype
-        and value.shape == dst.shape
-        and value.flags.c_contiguous
-    ):
-        dst.view(np.uint8)[:] = value.view(np.uint8)
-    else:
-        dst[:] = value
-
-
-def _describe(array: np.ndarray) -> str:
-    return f"{array.shape[0]} element(s) of dtype {array.dtype}"
-
-
-def _given(value: Any) -> str:
-    if isinstance(value, np.ndarray):
-        return f"an array of shape {value.shape} and dtype {value.dtype}"
-    return f"a {type(value).__name__}"
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 # ----- templates -----
@@ -334,30 +258,6 @@ class Base:
         """Shuts the sinks down (see :meth:`_end_sinks`) and returns the UfuncError to raise."""
         self._end_sinks(failed=True)
         return UfuncError(self, message, exception, **kw)
-
-
-class _SinkGuard:
-    """Ends a template's sinks on leaving: an ``Exception`` counts as failure.
-
-    ``GeneratorExit`` (the consumer of an Exporter stopped early) and ``KeyboardInterrupt``
-    (an orderly stop) end the sinks like a normal end.
-    """
-
-    __slots__ = ("_template",)
-
-    def __init__(self, template: Base) -> None:
-        self._template = template
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._template._end_sinks(failed=exc_type is not None and issubclass(exc_type, Exception))
 
 
 class Importer(Base):
@@ -559,38 +459,6 @@ class Filter(Base):
         self.reader = self.read[0]
         self.data_example = io.data_in_examples[0]
 
-    def _targets(self, result: Any, data: np.ndarray) -> range | list[int]:
-        """The sink indices a ufunc result selects."""
-        n = len(self.write)
-        if result is None:
-            return []
-        if isinstance(result, list | tuple) or (isinstance(result, np.ndarray) and result.ndim > 0):
-            if len(result) != n:
-                raise self._fail(
-                    f"the filter function returned {len(result)} entries for {n} sink(s); "
-                    "return one bool per sink (or a single bool for all)",
-                    ufunc_input=data.copy(),
-                    ufunc_output=result,
-                )
-            try:
-                return [i for i in range(n) if bool(result[i])]
-            except (TypeError, ValueError) as e:
-                raise self._fail(
-                    "the filter function must return bools, one per sink",
-                    e,
-                    ufunc_input=data.copy(),
-                    ufunc_output=result,
-                ) from e
-        if isinstance(result, bool | np.bool_ | int | np.integer | np.ndarray):
-            return range(n) if result else []
-        if not result:
-            return []
-        raise self._fail(
-            f"the filter function must return a bool or a list of bools, got {_given(result)}",
-            ufunc_input=data.copy(),
-            ufunc_output=result,
-        )
-
     def __call__(self, ufunc: Callable[[np.ndarray], Any]) -> None:
         """Runs ``ufunc(data)`` on every event and copies or drops the event.
 
@@ -623,7 +491,7 @@ class Filter(Base):
                         raise self._fail(
                             "the filter function raised an exception", e, ufunc_input=data.copy()
                         ) from e
-                    for i in self._targets(result, data):
+                    for i in _filter_targets(self, result, data):
                         self._copy_event(i, metadata, data)
                 if self._all_sinks_ended():
                     self._discard_rest()
@@ -716,18 +584,7 @@ class Processor(Base):
                         ) from e
                     if result is None:
                         continue
-                    if not isinstance(result, list | tuple) or len(result) != n:
-                        got = (
-                            f"{len(result)} entries"
-                            if isinstance(result, list | tuple)
-                            else _given(result)
-                        )
-                        raise self._fail(
-                            f"the processor function must return None or a list with one "
-                            f"result per sink ({n}), got {got}",
-                            ufunc_input=data.copy(),
-                            ufunc_output=result,
-                        )
+                    _check_processor_result(self, result, n, data)
                     for i, value in enumerate(result):
                         if value is not None:
                             self._write_result(i, metadata, value, data, result)
