@@ -69,10 +69,7 @@ Examples:
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
-import json
 import os
-import struct
 import time
 import warnings
 import zlib
@@ -83,7 +80,22 @@ from typing import Any
 
 import numpy as np
 
-from mimocorb2._dtypes import METADATA_DTYPE, dtype_from_json, dtype_to_json, make_dtype
+from mimocorb2._dtypes import METADATA_DTYPE, make_dtype
+from mimocorb2._mimo_header import (
+    FOOTER_MAGIC,
+    FOOTER_SIZE,
+    FORMAT_VERSION,
+    MAGIC,
+    FileHeader,
+    check_length,
+    footer,
+    header_block,
+    new_header,
+    read_footer,
+    read_header,
+)
+from mimocorb2._mimo_legacy import PICKLE_PROTO, read_reference_header
+from mimocorb2._mimo_records import data_bytes, event_batch, metadata_bytes, write_all
 
 try:  # advisory locks (POSIX); without them only the O_EXCL protection remains
     import fcntl as _fcntl
@@ -105,27 +117,10 @@ __all__ = [
     "record_dtype",
 ]
 
-MAGIC = b"MIMOCRB2FILE\r\n\x1a\n"
-"""The first 16 bytes of every version-2 ``.mimo`` file."""
-FORMAT_VERSION = 2
-"""The format version this module writes (and the highest it reads)."""
-FOOTER_MAGIC = b"MIMO_END"
-"""The first 8 bytes of the footer."""
-FOOTER_SIZE = 32
-"""Size of the footer in bytes."""
-
-_PREFIX = struct.Struct("<16sI")  # magic, header block size
-_FOOTER = struct.Struct("<8sQQII")  # magic, count, data offset, header crc, footer crc
-_ALIGN = 64
-_MAX_HEADER = 16 * 1024 * 1024
 _STAGE_SIZE = 1 << 20
 _DIRECT_SIZE = 32 * 1024
-_PICKLE_PROTO = 0x80
 _CHUNK_BYTES = 8 * 1024 * 1024
-_HAS_WRITEV = hasattr(os, "writev")
 _IOV_EVENTS = 256  # events per writev call (2 buffers each; IOV_MAX is 1024 on Linux)
-
-assert len(MAGIC) == 16 and _FOOTER.size == FOOTER_SIZE
 
 
 class MimoFileError(ValueError):
@@ -159,56 +154,6 @@ def record_dtype(
             ("metadata", np.dtype(metadata_dtype)),
         ]
     )
-
-
-def _descr(dt: np.dtype) -> Any:
-    return json.loads(dtype_to_json(dt))
-
-
-def _check_length(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{where}: data_length must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _version() -> str:
-    try:
-        from mimocorb2 import __version__
-
-        return f"mimocorb2 {__version__}"
-    except Exception:  # pragma: no cover - partial installs
-        return "mimocorb2"
-
-
-def _header_block(header: Mapping[str, Any]) -> bytes:
-    """Prefix + JSON header padded so that the records start at a multiple of 64."""
-    text = json.dumps(header, ensure_ascii=False, separators=(", ", ": ")).encode()
-    used = _PREFIX.size + len(text) + 1
-    size = len(text) + 1 + (-used % _ALIGN)
-    block = text + b" " * (size - len(text) - 1) + b"\n"
-    return _PREFIX.pack(MAGIC, size) + block
-
-
-def _footer(count: int, data_offset: int, header_crc: int) -> bytes:
-    head = _FOOTER.pack(FOOTER_MAGIC, count, data_offset, header_crc, 0)[:-4]
-    return head + struct.pack("<I", zlib.crc32(head))
-
-
-def _write_all(fd: int, buffers: list[Any]) -> None:
-    """Writes the byte buffers completely (``writev``, resuming after partial writes)."""
-    views = [memoryview(b).cast("B") for b in buffers]
-    total = sum(v.nbytes for v in views)
-    while total:
-        n = os.writev(fd, views) if _HAS_WRITEV else os.write(fd, views[0])
-        total -= n
-        while n and views:
-            if n >= views[0].nbytes:
-                n -= views[0].nbytes
-                views.pop(0)
-            else:
-                views[0] = views[0][n:]
-                n = 0
-        views = [v for v in views if v.nbytes]
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,10 +207,10 @@ class MimoReader:
         try:
             self._size = os.fstat(self._file.fileno()).st_size
             first = self._file.read(1)
-            if first and first[0] == _PICKLE_PROTO:
-                self._open_reference(trust)
+            if first and first[0] == PICKLE_PROTO:
+                self._use_header(read_reference_header(self._file, trust, self._error))
             else:
-                self._open_v2()
+                self._use_header(read_header(self._file, self._size, self._error))
             self._count_records(allow_truncated)
         except BaseException:
             self._file.close()
@@ -276,113 +221,14 @@ class MimoReader:
     def _error(self, message: str) -> MimoFormatError:
         return MimoFormatError(f"{self.path}: {message}")
 
-    def _open_v2(self) -> None:
-        self._file.seek(0)
-        prefix = self._file.read(_PREFIX.size)
-        if len(prefix) < _PREFIX.size and MAGIC.startswith(prefix[: len(MAGIC)]):
-            raise self._error(f"the file is too short ({self._size} bytes) to hold a .mimo header")
-        if not prefix.startswith(MAGIC):
-            raise self._error(
-                f"not a mimocorb2 .mimo file (it starts with {prefix!r}, expected {MAGIC!r})"
-            )
-        _, size = _PREFIX.unpack(prefix)
-        if size > _MAX_HEADER or _PREFIX.size + size > self._size:
-            raise self._error(
-                f"damaged header: it claims {size} header bytes, but the file has "
-                f"{self._size} bytes in total"
-            )
-        block = self._file.read(size)
-        try:
-            header = json.loads(block.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise self._error(f"damaged header: the JSON header cannot be parsed ({e})") from None
-        if not isinstance(header, dict):
-            raise self._error("damaged header: the JSON header is not an object")
-        if header.get("format") != "mimocorb2":
-            raise self._error(
-                f"damaged header: format is {header.get('format')!r}, not 'mimocorb2'"
-            )
-        version = header.get("version")
-        if not isinstance(version, int) or isinstance(version, bool):
-            raise self._error(f"damaged header: version {version!r} is not an integer")
-        if version > FORMAT_VERSION:
-            raise self._error(
-                f"format version {version} is newer than this mimocorb2 reads "
-                f"({FORMAT_VERSION}); update mimocorb2"
-            )
-        if version < FORMAT_VERSION:
-            raise self._error(f"unknown format version {version}")
-        try:
-            data_dtype = dtype_from_json(json.dumps(header["data_dtype"]))
-            metadata_dtype = dtype_from_json(json.dumps(header["metadata_dtype"]))
-            data_length = _check_length(header["data_length"], "header")
-            record_size = header["record_size"]
-        except KeyError as e:
-            raise self._error(f"damaged header: key {e} is missing") from None
-        except (TypeError, ValueError) as e:
-            raise self._error(f"damaged header: {e}") from None
-        if data_dtype.hasobject or metadata_dtype.hasobject:
-            raise self._error("damaged header: object dtypes cannot be stored in a .mimo file")
-        expected = data_length * data_dtype.itemsize + metadata_dtype.itemsize
-        if record_size != expected or header.get("record_layout", ["data", "metadata"]) != [
-            "data",
-            "metadata",
-        ]:
-            raise self._error(
-                f"damaged header: record_size {record_size!r} does not match the dtypes "
-                f"({expected} bytes per record, data then metadata)"
-            )
-        self.header: dict[str, Any] = header
-        self.version = version
-        self.data_dtype = data_dtype
-        self.data_length = data_length
-        self.metadata_dtype = metadata_dtype
-        self.data_offset = _PREFIX.size + size
-        self._header_crc = zlib.crc32(prefix + block)
-
-    def _open_reference(self, trust: bool) -> None:
-        if not trust:
-            raise self._error(
-                "this is a .mimo file of the reference implementation (mimoCoRB2 0.0.x): its "
-                "header is a Python pickle, and loading a pickle can execute code stored in "
-                "the file. It is refused by default. If you trust the file, read it with "
-                "MimoReader(path, trust=True), or convert it once with "
-                "mimocorb2.mimo_file.convert(path, new_path, trust=True)"
-            )
-        import pickle
-
-        self._file.seek(0)
-        try:
-            ref = pickle.load(self._file)  # explicit opt-in: trust=True
-            data_dtype = np.dtype(ref["data_dtype"])
-            metadata_dtype = np.dtype(ref.get("metadata_dtype", METADATA_DTYPE))
-            data_length = _check_length(ref["data_length"], "header")
-            text = str(ref.get("header", ""))
-        except Exception as e:
-            raise self._error(
-                f"damaged reference-format header ({type(e).__name__}: {e})"
-            ) from None
-        if data_dtype.hasobject or metadata_dtype.hasobject:
-            raise self._error("damaged reference-format header: object dtypes")
-        self.version = 1
-        self.data_dtype = data_dtype
-        self.data_length = data_length
-        self.metadata_dtype = metadata_dtype
-        self.data_offset = self._file.tell()
-        self._header_crc = None
-        self.header = {
-            "format": "mimocorb2-reference-pickle",
-            "version": self.version,
-            "data_dtype": _descr(data_dtype),
-            "data_length": data_length,
-            "data_size": data_length * data_dtype.itemsize,
-            "metadata_dtype": _descr(metadata_dtype),
-            "metadata_size": metadata_dtype.itemsize,
-            "record_size": data_length * data_dtype.itemsize + metadata_dtype.itemsize,
-            "record_layout": ["data", "metadata"],
-            "source": None,
-            "reference_header": text,
-        }
+    def _use_header(self, h: FileHeader) -> None:
+        self.header: dict[str, Any] = h.header
+        self.version = h.version
+        self.data_dtype = h.data_dtype
+        self.data_length = h.data_length
+        self.metadata_dtype = h.metadata_dtype
+        self.data_offset = h.data_offset
+        self._header_crc = h.header_crc
 
     def _count_records(self, allow_truncated: bool) -> None:
         self.record_dtype = record_dtype(self.data_dtype, self.data_length, self.metadata_dtype)
@@ -390,7 +236,13 @@ class MimoReader:
         self.clean = False
         self.truncated_bytes = 0
         body = self._size - self.data_offset
-        footer_count = self._read_footer() if body >= FOOTER_SIZE else None
+        footer_count = (
+            read_footer(
+                self._file, self._size, self.data_offset, self.record_size, self._header_crc
+            )
+            if body >= FOOTER_SIZE
+            else None
+        )
         if footer_count is not None:
             self.clean = True
             self._count = footer_count
@@ -403,23 +255,6 @@ class MimoReader:
                 "writer was interrupted. Open it with allow_truncated=True to read the "
                 "complete records"
             )
-
-    def _read_footer(self) -> int | None:
-        """The record count of a valid footer, or None."""
-        if self._header_crc is None:
-            return None
-        self._file.seek(self._size - FOOTER_SIZE)
-        raw = self._file.read(FOOTER_SIZE)
-        magic, count, offset, header_crc, crc = _FOOTER.unpack(raw)
-        if (
-            magic != FOOTER_MAGIC
-            or crc != zlib.crc32(raw[:-4])
-            or header_crc != self._header_crc
-            or offset != self.data_offset
-            or offset + count * self.record_size + FOOTER_SIZE != self._size
-        ):
-            return None
-        return int(count)
 
     # ----- access -----
 
@@ -597,7 +432,7 @@ class MimoWriter:
         """Creates (or reopens) the file and writes the header."""
         self.path = Path(path)
         self.data_dtype = make_dtype(data_dtype, where=f"{self.path}: data_dtype")
-        self.data_length = _check_length(data_length, str(self.path))
+        self.data_length = check_length(data_length, str(self.path))
         self.record_dtype = record_dtype(self.data_dtype, self.data_length)
         self.record_size = self.record_dtype.itemsize
         self._data_size = self.data_length * self.data_dtype.itemsize
@@ -632,23 +467,9 @@ class MimoWriter:
             ) from None
 
     def _create(self, source: str | None, exclusive: bool, attrs: Mapping[str, Any] | None) -> None:
-        self.header = {
-            "format": "mimocorb2",
-            "version": FORMAT_VERSION,
-            "data_dtype": _descr(self.data_dtype),
-            "data_length": self.data_length,
-            "data_size": self._data_size,
-            "metadata_dtype": _descr(METADATA_DTYPE),
-            "metadata_size": METADATA_DTYPE.itemsize,
-            "record_size": self.record_size,
-            "record_layout": ["data", "metadata"],
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds"),
-            "source": None if source is None else str(source),
-            "writer": _version(),
-            "attrs": dict(attrs or {}),
-        }
+        self.header = new_header(self.data_dtype, self.data_length, self.record_size, source, attrs)
         try:
-            block = _header_block(self.header)
+            block = header_block(self.header)
         except (TypeError, ValueError) as e:
             raise ValueError(f"{self.path}: attrs must be JSON-serialisable ({e})") from None
         flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0)
@@ -659,7 +480,7 @@ class MimoWriter:
         self._fd = fd
         try:
             os.ftruncate(fd, 0)
-            _write_all(fd, [block])
+            write_all(fd, [block])
         except BaseException:
             self._abandon()
             raise
@@ -698,49 +519,6 @@ class MimoWriter:
 
     # ----- writing -----
 
-    def _data_bytes(self, data: Any) -> np.ndarray:
-        d = data
-        if not (
-            type(d) is np.ndarray
-            and d.dtype == self.data_dtype
-            and d.size == self.data_length
-            and d.flags.c_contiguous
-        ):
-            try:
-                d = np.ascontiguousarray(np.asarray(d, dtype=self.data_dtype))
-            except (TypeError, ValueError) as e:
-                raise ValueError(
-                    f"{self.path}: data cannot be converted to {self.data_dtype} ({e})"
-                ) from None
-            if d.size != self.data_length:
-                raise ValueError(
-                    f"{self.path}: an event has {self.data_length} elements, got {d.size}"
-                )
-        return d.reshape(-1).view(np.uint8)
-
-    def _meta_bytes(self, metadata: Any) -> np.ndarray:
-        m = metadata
-        if m is None:
-            m = self._meta
-            m["counter"] = self.count
-            m["timestamp"] = time.time()
-            m["deadtime"] = 0.0
-        elif not (
-            type(m) is np.ndarray
-            and m.dtype == METADATA_DTYPE
-            and m.size == 1
-            and m.flags.c_contiguous
-        ):
-            try:
-                m = np.ascontiguousarray(np.asarray(m, dtype=METADATA_DTYPE)).reshape(-1)
-            except (TypeError, ValueError) as e:
-                raise ValueError(
-                    f"{self.path}: metadata cannot be converted to {METADATA_DTYPE} ({e})"
-                ) from None
-            if m.size != 1:
-                raise ValueError(f"{self.path}: one metadata record per event, got {m.size}")
-        return m.reshape(-1).view(np.uint8)
-
     def _check_open(self) -> None:
         if self._closed:
             raise MimoFileError(f"{self.path}: the writer is closed")
@@ -760,10 +538,10 @@ class MimoWriter:
         """
         if self._closed:
             self._check_open()
-        d = self._data_bytes(data)
-        m = self._meta_bytes(metadata)
+        d = data_bytes(data, self.data_dtype, self.data_length, self.path)
+        m = metadata_bytes(metadata, self._meta, self.count, self.path)
         if self._direct:
-            _write_all(self._fd, [d, m])
+            write_all(self._fd, [d, m])
         else:
             pos = self._pos
             if pos + self.record_size > self._stage_cap:
@@ -790,31 +568,8 @@ class MimoWriter:
             MimoFileError: If the writer is closed.
         """
         self._check_open()
-        try:
-            d = np.asarray(data, dtype=self.data_dtype)
-        except (TypeError, ValueError) as e:
-            raise ValueError(
-                f"{self.path}: data cannot be converted to {self.data_dtype} ({e})"
-            ) from None
-        if d.size % self.data_length or (d.ndim > 1 and d.shape[-1] != self.data_length):
-            raise ValueError(
-                f"{self.path}: write_many needs shape (k, {self.data_length}), got {d.shape}"
-            )
-        d = d.reshape(-1, self.data_length)
+        d, m = event_batch(data, metadata, self.data_dtype, self.data_length, self.count, self.path)
         k = len(d)
-        if metadata is None:
-            m = np.zeros(k, dtype=METADATA_DTYPE)
-            m["counter"] = np.arange(self.count, self.count + k)
-            m["timestamp"] = time.time()
-        else:
-            try:
-                m = np.asarray(metadata, dtype=METADATA_DTYPE).reshape(-1)
-            except (TypeError, ValueError) as e:
-                raise ValueError(
-                    f"{self.path}: metadata cannot be converted to {METADATA_DTYPE} ({e})"
-                ) from None
-            if m.size != k:
-                raise ValueError(f"{self.path}: {k} events but {m.size} metadata records")
         if not k:
             return
         self._flush_stage()
@@ -823,7 +578,7 @@ class MimoWriter:
             m = np.ascontiguousarray(m).view(np.uint8).reshape(k, -1)
             for start in range(0, k, _IOV_EVENTS):
                 stop = min(k, start + _IOV_EVENTS)
-                _write_all(self._fd, [x for i in range(start, stop) for x in (d[i], m[i])])
+                write_all(self._fd, [x for i in range(start, stop) for x in (d[i], m[i])])
                 self.count += stop - start
         else:  # small records: interleave a block at a time, one write per block
             step = max(1, _CHUNK_BYTES // self.record_size)
@@ -833,13 +588,13 @@ class MimoWriter:
                 part = self._rec[: min(step, k - start)]
                 part["data"] = d[start : start + len(part)]
                 part["metadata"] = m[start : start + len(part)]
-                _write_all(self._fd, [part.view(np.uint8)])
+                write_all(self._fd, [part.view(np.uint8)])
                 self.count += len(part)
         self._last_flush = time.monotonic()
 
     def _flush_stage(self) -> None:
         if self._pos:
-            _write_all(self._fd, [self._stage[: self._pos]])
+            write_all(self._fd, [self._stage[: self._pos]])
             self._pos = 0
 
     def flush(self, fsync: bool = False) -> None:
@@ -873,7 +628,7 @@ class MimoWriter:
             return
         try:
             self._flush_stage()
-            _write_all(self._fd, [_footer(self.count, self.data_offset, self._header_crc)])
+            write_all(self._fd, [footer(self.count, self.data_offset, self._header_crc)])
             if fsync:
                 os.fsync(self._fd)
         finally:
