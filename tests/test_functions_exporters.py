@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv as csvlib
+import os
+import stat
 import textwrap
 import time
 from pathlib import Path
@@ -146,8 +148,16 @@ def read_info(directory: Path) -> list[str]:
     return (directory / "info.csv").read_text().splitlines()
 
 
+@pytest.fixture
+def umask_022():
+    """A known umask for the run (the workers inherit it): new files get mode 0644."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
 @pytest.mark.parametrize("processes", [1, 3])
-def test_histogram_counts_under_overflow_and_pass_through(tmp_path, processes):
+def test_histogram_counts_under_overflow_and_pass_through(tmp_path, processes, umask_022):
     buffers, workers = histogram_setup(tmp_path, hist_kw={"number_of_processes": processes})
     control = run(tmp_path, buffers, workers)
     assert control.exit_code == 0, failure_text(control)
@@ -165,6 +175,12 @@ def test_histogram_counts_under_overflow_and_pass_through(tmp_path, processes):
         "n,0.0,100.0,3,0,0",
     ]
     assert sorted(p.name for p in hdir.iterdir()) == ["h.npy", "info.csv", "n.npy"]
+    # the mode of any new file (0o666 & ~umask), not the 0600 of a temporary file
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in hdir.iterdir()} == {
+        "h.npy": "0o644",
+        "info.csv": "0o644",
+        "n.npy": "0o644",
+    }
     data, _ = collected(control.run_dir, "collect")
     assert sorted(data["n"].tolist()) == list(range(100))
 
@@ -341,6 +357,28 @@ def test_csv_config_errors(tmp_path, config, message):
     assert control.exit_code == 1
     text = failure_text(control)
     assert "worker 'csv'" in text and message in text
+
+
+@pytest.mark.parametrize("field", ["counter", "timestamp", "deadtime"])
+def test_csv_refuses_data_fields_named_like_metadata_columns(tmp_path, field):
+    fields = {"x": "float64", field: "int64"}
+    buffers = {"events": buffer(fields)}
+    workers = {
+        "source": user(
+            tmp_path, "rows", config={"rows": {"x": [1.0, 2.0], field: [1, 2]}}, sinks=["events"]
+        ),
+        "csv": {"function": "exporters.csv", "sources": ["events"]},
+    }
+    control = run(tmp_path, buffers, workers)
+    assert control.exit_code == 1
+    assert [p["worker"] for p in control.failures()] == ["csv"]
+    text = failure_text(control)
+    assert f"cannot write the data field '{field}' of source 'events'" in text
+    assert f"rename the field in the buffer's data_dtype (e.g. '{field}_value')" in text
+    assert not (control.run_dir / "events.csv").exists()
+    with pytest.raises(ValueError, match="name of a metadata column"):
+        CsvWriter(tmp_path / "direct.csv", mimoBuffer.metadata_dtype, np.dtype([(field, "f8")]))
+    assert not (tmp_path / "direct.csv").exists()
 
 
 def test_csv_writer_core_formats_and_refuses_other_header(tmp_path):

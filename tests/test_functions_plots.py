@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -132,6 +133,33 @@ def hist_writer(io):
     )
     for _ in exporter:
         pass
+
+
+def late_hist_writer(io):
+    """Like exporters.histogram with a slow last write: the counts of all events only arrive
+    `delay` s after the buffer ended (until then the files hold an empty histogram)."""
+    exporter = Exporter(io)
+    directory = Path(io.run_dir) / f"Histograms_{io.buffer_names_in[0]}"
+    directory.mkdir(exist_ok=True)
+
+    def write(counts, overflow):
+        def save(p):
+            with open(p, "wb") as f:
+                np.save(f, counts)
+
+        _replace(directory / "x.npy", save)
+        _replace(
+            directory / "info.csv",
+            lambda p: p.write_text(
+                f"Channel,Min,Max,NBins,Underflow,Overflow\\nx,0.0,50.0,10,0,{overflow}\\n"
+            ),
+        )
+
+    write(np.zeros(10, dtype=np.int64), 0)
+    values = np.array([d["x"][0] for d, _m in exporter])
+    time.sleep(float(io.get("delay", 0.5)))
+    counts = np.histogram(values, bins=10, range=(0.0, 50.0))[0].astype(np.int64)
+    write(counts, int(np.count_nonzero(values > 50.0)))
 
 
 def csv_writer(io):
@@ -371,6 +399,20 @@ def test_histogram_visualizer_shows_the_exporter_files(tmp_path, offscreen):
 
 
 @needs_qt
+def test_histogram_visualizer_shows_the_exporters_final_write(tmp_path, offscreen):
+    # the exporter writes its final counts 0.5 s after the buffer ended: the window waits for
+    # them, and its last view (log and screenshot) shows the totals, not the empty histogram
+    shot = tmp_path / "hist.png"
+    config = {"update_interval": 0.1, "plot_type": "bar", "screenshot": str(shot)}
+    setup = params_setup(tmp_path, "late_hist_writer", "visualizers.histogram", config)
+    control = run(tmp_path, *setup)
+    assert control.exit_code == 0, control.failures()
+    final = log_of(control, "show").splitlines()[-1]
+    assert "buffer ended" in final and final.endswith("x (51 entries, 9 overflow)"), final
+    assert image_stats(shot, BLUE)["colors"][BLUE]["count"] > 2000  # the bars of the totals
+
+
+@needs_qt
 @pytest.mark.parametrize("plot_type", ["line", "step", "stepfilled"])
 def test_histogram_visualizer_plot_types(tmp_path, offscreen, plot_type):
     shot = tmp_path / "hist.png"
@@ -590,6 +632,32 @@ def test_histogram_files_are_read_tolerantly(tmp_path):
     assert files.counts("a").tolist() == [1, 2, 3, 4]
     assert files.counts("a") is None  # unchanged: not loaded again
     assert files.counts("a", force=True).tolist() == [1, 2, 3, 4]
+
+
+def test_histogram_files_are_read_under_the_exporter_lock(tmp_path):
+    from mimocorb2.functions.exporters import _HistogramFiles as ExporterFiles
+    from mimocorb2.functions.visualizers import _HistogramFiles
+
+    writer = ExporterFiles(tmp_path)
+    writer.save("a", np.array([1, 2, 3, 4]))
+    writer.write_info({"a": [0.0, 1.0, 4, 0, 0]})
+    files = _HistogramFiles(tmp_path)
+    result = []
+    try:
+        with writer.lock():  # an update in progress: npy written, info.csv not yet
+            writer.save("a", np.array([5, 6, 7, 8]))
+            reader = threading.Thread(target=lambda: result.append(files.read(None)))
+            reader.start()
+            reader.join(0.3)
+            assert result == []  # the reader waits for the end of the update
+            writer.write_info({"a": [0.0, 1.0, 4, 2, 1]})
+        reader.join(10)
+    finally:
+        writer.close()
+    info, counts = result[0]
+    assert (info[0]["underflow"], info[0]["overflow"]) == (2, 1)
+    assert counts["a"].tolist() == [5, 6, 7, 8]
+    assert files.read(["a"]) == (info, {})  # nothing changed since
 
 
 # ----- the window loop itself (in a child interpreter: Qt stays out of pytest) -----

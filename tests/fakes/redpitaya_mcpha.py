@@ -18,15 +18,14 @@ The server is bounded: it serves connections one at a time (like the board) for 
 from __future__ import annotations
 
 import contextlib
-import random
 import select
 import socket
 import struct
 import threading
-import time
 
 import numpy as np
 
+from .tcp_server import FakeTcpServer
 from .waveforms import PERIOD, STEP
 
 MASK = 0x000F_FFFF_FFFF_FFFF
@@ -53,7 +52,7 @@ class _Connection:
         self.sent = 0
 
 
-class FakeMcphaServer:
+class FakeMcphaServer(FakeTcpServer):
     """Fake MCPHA server; use as a context manager (``with FakeMcphaServer() as srv``).
 
     Attributes:
@@ -63,6 +62,8 @@ class FakeMcphaServer:
         connections: Connections accepted.
         errors: Unexpected exceptions of the server threads (should stay empty).
     """
+
+    thread_name = "fake-mcpha"
 
     def __init__(
         self,
@@ -76,72 +77,18 @@ class FakeMcphaServer:
         max_waveforms: int = 10_000_000,
         seed: int = 0,
     ) -> None:
-        self.chunk = chunk
+        super().__init__(chunk=chunk, lifetime=lifetime, seed=seed)
         self.drop_after = drop_after
         self.drop_connections = drop_connections
         self.silent = silent
         self.corrupt_tail = corrupt_tail
-        self.lifetime = lifetime
         self.max_waveforms = max_waveforms
-        self.rng = random.Random(seed)
         self.commands: list[list[tuple[int, int, int]]] = []
         self.sent = 0
-        self.connections = 0
-        self.errors: list[BaseException] = []
         self._next = 0
-        self._stop = threading.Event()
-        self._active: socket.socket | None = None
         self._patterns: dict[tuple[int, int, int], memoryview] = {}
 
-    # ----- life cycle -----
-
-    def __enter__(self) -> FakeMcphaServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self.port = self._listener.getsockname()[1]
-        self._deadline = time.monotonic() + self.lifetime
-        self._thread = threading.Thread(target=self._serve, name="fake-mcpha", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        active = self._active
-        if active is not None:
-            with contextlib.suppress(OSError):
-                active.shutdown(socket.SHUT_RDWR)
-        self._thread.join(10)
-        self._listener.close()
-
-    def _running(self) -> bool:
-        return not self._stop.is_set() and time.monotonic() < self._deadline
-
     # ----- serving -----
-
-    def _serve(self) -> None:
-        try:
-            while self._running():
-                try:
-                    conn, _ = self._listener.accept()
-                except TimeoutError:
-                    continue
-                except OSError:
-                    return
-                self.connections += 1
-                with conn:
-                    self._active = conn
-                    try:
-                        self._handle(conn, self.connections)
-                    finally:
-                        self._active = None
-        except BaseException as e:  # pragma: no cover - reported to the test
-            self.errors.append(e)
 
     def _handle(self, conn: socket.socket, number: int) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -244,14 +191,3 @@ class FakeMcphaServer:
             return  # the client went away
         except BaseException as e:  # pragma: no cover - reported to the test
             self.errors.append(e)
-
-    def _send(self, conn: socket.socket, data: memoryview | bytes) -> None:
-        if not self.chunk:
-            conn.sendall(data)
-            return
-        view = memoryview(data)
-        i = 0
-        while i < len(view):
-            j = min(len(view), i + self.rng.randint(1, self.chunk))
-            conn.sendall(view[i:j])
-            i = j

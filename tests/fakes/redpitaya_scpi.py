@@ -18,21 +18,19 @@ connection in the middle of the data block of that capture, ``malformed`` (``hea
 from __future__ import annotations
 
 import contextlib
-import random
 import select
 import socket
-import threading
-import time
 
 import numpy as np
 
+from .tcp_server import FakeTcpServer
 from .waveforms import ramp
 
 SAMPLES = 16384
 CENTER = SAMPLES // 2
 
 
-class FakeScpiServer:
+class FakeScpiServer(FakeTcpServer):
     """Fake SCPI server; use as a context manager.
 
     Attributes:
@@ -41,6 +39,8 @@ class FakeScpiServer:
         captures: Captures whose data was sent completely.
         errors: Unexpected exceptions of the server thread (should stay empty).
     """
+
+    thread_name = "fake-scpi"
 
     def __init__(
         self,
@@ -55,74 +55,24 @@ class FakeScpiServer:
         lifetime: float = 30.0,
         seed: int = 0,
     ) -> None:
-        self.chunk = chunk
+        super().__init__(chunk=chunk, lifetime=lifetime, seed=seed)
         self.wait_polls = wait_polls
         self.drop_after = drop_after
         self.malformed = malformed
         self.malformed_at = malformed_at
         self.silent = silent
         self.fill_supported = fill_supported
-        self.lifetime = lifetime
-        self.rng = random.Random(seed)
         self.commands: list[list[str]] = []
         self.captures = 0
-        self.connections = 0
-        self.errors: list[BaseException] = []
         self._capture = -1
-        self._stop = threading.Event()
-        self._active: socket.socket | None = None
-
-    def __enter__(self) -> FakeScpiServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self.port = self._listener.getsockname()[1]
-        self._deadline = time.monotonic() + self.lifetime
-        self._thread = threading.Thread(target=self._serve, name="fake-scpi", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        active = self._active
-        if active is not None:
-            with contextlib.suppress(OSError):
-                active.shutdown(socket.SHUT_RDWR)
-        self._thread.join(10)
-        self._listener.close()
-
-    def _running(self) -> bool:
-        return not self._stop.is_set() and time.monotonic() < self._deadline
-
-    def _serve(self) -> None:
-        try:
-            while self._running():
-                try:
-                    conn, _ = self._listener.accept()
-                except TimeoutError:
-                    continue
-                except OSError:
-                    return
-                self.connections += 1
-                with conn:
-                    self._active = conn
-                    try:
-                        self._handle(conn)
-                    except OSError:
-                        pass  # the client went away
-                    finally:
-                        self._active = None
-        except BaseException as e:  # pragma: no cover - reported to the test
-            self.errors.append(e)
 
     # ----- one connection -----
 
-    def _handle(self, conn: socket.socket) -> None:
+    def _handle(self, conn: socket.socket, number: int) -> None:
+        with contextlib.suppress(OSError):  # the client went away
+            self._session(conn)
+
+    def _session(self, conn: socket.socket) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         lines: list[str] = []
         self.commands.append(lines)
@@ -147,16 +97,8 @@ class FakeScpiServer:
                     return
 
     def _reply(self, conn: socket.socket, data: bytes) -> None:
-        if self.silent:
-            return
-        if not self.chunk:
-            conn.sendall(data)
-            return
-        i = 0
-        while i < len(data):
-            j = min(len(data), i + self.rng.randint(1, self.chunk))
-            conn.sendall(data[i:j])
-            i = j
+        if not self.silent:
+            self._send(conn, data)
 
     def _command(self, conn: socket.socket, line: str) -> bool:
         """Executes one command; False ends the connection."""

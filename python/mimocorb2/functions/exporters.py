@@ -25,7 +25,7 @@ import csv as _csvlib
 import io as _io
 import math
 import os
-import tempfile
+import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -62,16 +62,20 @@ _MIN_WAIT = 0.01
 
 
 class _Locked:
-    """Holds an exclusive ``flock`` on an open file descriptor (a no-op without fcntl)."""
+    """Holds a ``flock`` on an open file descriptor (a no-op without fcntl).
 
-    __slots__ = ("_fd",)
+    Exclusive for writers; ``shared`` for readers (several at once, but no writer meanwhile).
+    """
 
-    def __init__(self, fd: int) -> None:
+    __slots__ = ("_fd", "_shared")
+
+    def __init__(self, fd: int, shared: bool = False) -> None:
         self._fd = fd
+        self._shared = shared
 
     def __enter__(self) -> None:
         if _fcntl is not None:
-            _fcntl.flock(self._fd, _fcntl.LOCK_EX)
+            _fcntl.flock(self._fd, _fcntl.LOCK_SH if self._shared else _fcntl.LOCK_EX)
 
     def __exit__(
         self,
@@ -125,6 +129,22 @@ def _quote(text: str) -> str:
     if any(c in text for c in ',"\n\r'):
         return '"' + text.replace('"', '""') + '"'
     return text
+
+
+def _create_temp(directory: Path, prefix: str) -> tuple[int, str]:
+    """Creates a new temporary file for writing, like ``tempfile.mkstemp``.
+
+    Unlike mkstemp (mode 0600), the file gets the mode of any new file (``0o666 & ~umask``,
+    and the directory's default ACL), which it keeps when it replaces its target.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        path = directory / f"{prefix}{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(path, flags, 0o666), str(path)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no unused temporary file name in {directory}")
 
 
 def _write_all(fd: int, payload: bytes) -> None:
@@ -347,7 +367,7 @@ class _HistogramFiles:
         return _Locked(self._fd)
 
     def _replace(self, target: Path, write: Callable[[Any], None], binary: bool) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{target.name}.", suffix=".tmp")
+        fd, tmp = _create_temp(self.dir, prefix=f".{target.name}.")
         try:
             with open(fd, "wb" if binary else "w", newline="" if not binary else None) as f:
                 write(f)
@@ -570,6 +590,12 @@ def _column_formatter(dtype: np.dtype) -> Callable[[np.ndarray], Iterator[str] |
     return lambda col: [_quote(str(v)) for v in col.tolist()]
 
 
+def _clashing_columns(metadata_dtype: np.dtype, data_dtype: np.dtype) -> list[str]:
+    """The data fields named like a metadata field (they would repeat a CSV column name)."""
+    metadata = set(metadata_dtype.names or ())
+    return [name for name in data_dtype.names or () if name in metadata]
+
+
 class CsvWriter:
     """The core of ``exporters.csv``: formats batches of events and appends them to a file.
 
@@ -584,12 +610,19 @@ class CsvWriter:
         data_dtype: Structured dtype of the data (plain fields, no sub-arrays).
 
     Raises:
-        ValueError: If a field is a sub-array, or the file exists with another header.
+        ValueError: If a field is a sub-array or has the name of a metadata field, or the file
+            exists with another header.
     """
 
     def __init__(self, path: str | Path, metadata_dtype: np.dtype, data_dtype: np.dtype) -> None:
         """Opens the file and writes the header, unless the file already has it."""
         self.path = Path(path)
+        clash = _clashing_columns(metadata_dtype, data_dtype)
+        if clash:
+            raise ValueError(
+                f"data field(s) {clash} have the name of a metadata column "
+                f"({', '.join(metadata_dtype.names or ())}); the columns would repeat"
+            )
         columns: list[tuple[str, str, Callable[[np.ndarray], Any]]] = []
         for part, dtype in (("metadata", metadata_dtype), ("data", data_dtype)):
             for name in dtype.names or ():
@@ -682,7 +715,8 @@ def csv(buffer_io: BufferIO) -> None:
     Several processes of this worker (or several csv exporters with the same file name) append
     to the same file under a file lock, each batch of rows in one piece: the file never mixes
     partial lines, but rows of different processes are not sorted by ``counter``. Writers of
-    one file must write the same columns.
+    one file must write the same columns. A data field must not be named like a metadata
+    column (``counter``, ``timestamp``, ``deadtime``): that is a setup error (rename the field).
 
     Type
         Exporter
@@ -710,10 +744,22 @@ def csv(buffer_io: BufferIO) -> None:
     """
     exporter = Exporter(buffer_io)
     dtype = _require_single_element(buffer_io, "exporters.csv")
+    metadata_dtype = exporter.metadata_example.dtype
+    clash = _clashing_columns(metadata_dtype, dtype)
+    if clash:
+        names = ", ".join(map(repr, clash))
+        raise SetupError(
+            buffer_io.name,
+            f"exporters.csv cannot write the data field {names} of source "
+            f"'{buffer_io.buffer_names_in[0]}': the CSV columns are the metadata "
+            f"({', '.join(metadata_dtype.names or ())}) followed by the data fields, so {names} "
+            f"would be a repeated column name; rename the field in the buffer's data_dtype "
+            f"(e.g. '{clash[0]}_value')",
+        )
     interval = _interval(buffer_io, "save_interval", 1.0)
     path = _csv_path(buffer_io)
     try:
-        writer = CsvWriter(path, exporter.metadata_example.dtype, dtype)
+        writer = CsvWriter(path, metadata_dtype, dtype)
     except ValueError as e:
         raise SetupError(
             buffer_io.name,

@@ -11,15 +11,19 @@ worker runs). Without a display the worker logs that it is skipped and returns; 
 
 from __future__ import annotations
 
+import contextlib
 import csv as _csv
 import io as _io
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mimocorb2 import _plotting
+from mimocorb2.functions.exporters import _Locked
 from mimocorb2.mimo_worker import BufferIO
 from mimocorb2.worker_templates import IsAlive
 
@@ -31,6 +35,15 @@ PLOT_TYPES = ("line", "bar", "step", "stepfilled")
 METADATA_COLUMNS = ("counter", "timestamp", "deadtime")
 
 _END = {"ended": "buffer ended", "closed": "window closed"}
+
+_SETTLE_QUIET = 0.3
+"""Seconds the histogram files must stay unchanged before the last view after the end."""
+
+_SETTLE_LIMIT = 2.0
+"""Longest wait (seconds) for the exporter's final write after the observed buffer ended."""
+
+_END_SLACK = 0.25
+"""Seconds (besides one poll) by which the end may have been noticed late."""
 
 
 def _plot_type(io: BufferIO, default: str, alias: str | None = None) -> str:
@@ -141,6 +154,43 @@ def _entries_title(name: str, entries: int, under: int | None, over: int | None)
     return f"{name} ({', '.join(parts)})"
 
 
+def _open_window(io: BufferIO, function: str, title: str) -> Any:
+    """A GraphicsLayoutWidget titled ``title``, or None (logged) when there is no display."""
+    if _plotting.skip_without_display(io, function):
+        return None
+
+    import pyqtgraph as pg
+
+    _plotting.application(io.logger)
+    window = pg.GraphicsLayoutWidget()
+    window.setWindowTitle(title)
+    return window
+
+
+def _show(
+    io: BufferIO,
+    function: str,
+    window: Any,
+    *,
+    refresh: Callable[[], None],
+    alive: Callable[[], bool],
+    interval: float,
+    screenshot: Path | None,
+    summary: Callable[[], str],
+) -> None:
+    """Runs the window until the end (see :func:`_plotting.run_window`); logs ``summary()``."""
+    how = _plotting.run_window(
+        window,
+        refresh=refresh,
+        alive=alive,
+        interval=interval,
+        poll=min(0.1, interval),
+        screenshot=screenshot,
+        logger=io.logger,
+    )
+    io.logger.info("%s %s (%s): %s", function, io.name, _END[how], summary())
+
+
 # ----- visualizers.histogram -----
 
 
@@ -185,11 +235,9 @@ class _HistogramFiles:
     def counts(self, channel: str, force: bool = False) -> np.ndarray | None:
         """The counts of ``channel`` if its file changed since the last call (or ``force``)."""
         path = self.directory / f"{channel}.npy"
-        try:
-            st = os.stat(path)
-        except OSError:
+        stamp = _stamp(path)
+        if stamp is None:
             return None
-        stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
         if not force and self._stamps.get(channel) == stamp:
             return None
         try:
@@ -200,6 +248,115 @@ class _HistogramFiles:
             return None
         self._stamps[channel] = stamp
         return counts
+
+    def read(
+        self, shown: list[str] | None
+    ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]] | None:
+        """:meth:`info` and the counts that changed, as one state of the files; None: no info.
+
+        Every channel's counts are loaded when the channels differ from ``shown`` (the plots
+        are built again). The files are read under a shared lock of the directory, the lock
+        ``exporters.histogram`` holds while it updates them, so no update happens in between;
+        without such a lock the files are read again when info.csv changed meanwhile.
+        """
+        try:
+            fd = os.open(self.directory, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        except OSError:  # pragma: no cover - platform dependent (no directory descriptors)
+            fd = -1
+        try:
+            with _Locked(fd, shared=True) if fd >= 0 else contextlib.nullcontext():
+                return self._read(shown)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    def _read(
+        self, shown: list[str] | None
+    ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]] | None:
+        counts: dict[str, np.ndarray] = {}
+        for _ in range(3):
+            before = _stamp(self.info_file)
+            info = self.info()
+            if info is None:
+                return None
+            channels = [row["channel"] for row in info]
+            force = channels != shown
+            for channel in channels:
+                loaded = self.counts(channel, force=force)
+                if loaded is not None:
+                    counts[channel] = loaded
+            if _stamp(self.info_file) == before:
+                break
+        return info, {c: counts[c] for c in channels if c in counts}
+
+    def stamps(self) -> tuple[tuple[str, int, int, int], ...]:
+        """``(name, size, mtime_ns, inode)`` of info.csv and the ``.npy`` files."""
+        out = []
+        with contextlib.suppress(OSError), os.scandir(self.directory) as entries:
+            for entry in entries:
+                name = entry.name
+                if name == "info.csv" or (name.endswith(".npy") and not name.startswith(".")):
+                    stamp = _stamp(Path(entry.path))
+                    if stamp is not None:
+                        out.append((name, *stamp))
+        return tuple(sorted(out))
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """``(size, mtime_ns, inode)`` of a file (a replaced file has a new one), or None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+class _UntilFinalWrite:
+    """The ``alive`` check of the histogram window: open until the exporter's last write.
+
+    ``exporters.histogram`` writes its last counts after the observed buffer ended (when it
+    has read the last events), often after the window noticed the end. So after the end the
+    window stays open (and refreshing) until the files are final: no event left unread in the
+    buffer, a file written since about the end, and no change for ``_SETTLE_QUIET`` seconds;
+    in any case ``_SETTLE_LIMIT`` seconds after the end (an exporter with nothing left to
+    write writes nothing). Then :func:`_plotting.run_window` draws the last view.
+
+    Args:
+        is_alive: The observed buffer's check.
+        files: The histogram files.
+        poll: Seconds between two calls (the end is noticed up to one poll late).
+    """
+
+    def __init__(self, is_alive: IsAlive, files: _HistogramFiles, poll: float) -> None:
+        """Starts while the buffer runs."""
+        self.is_alive = is_alive
+        self.files = files
+        self.poll = poll
+        self._ended: float | None = None
+        self._end_ns = 0
+        self._stamps: tuple[tuple[str, int, int, int], ...] = ()
+        self._changed = 0.0
+
+    def __call__(self) -> bool:
+        """Whether the window stays open."""
+        now = time.monotonic()
+        if self._ended is None:
+            if self.is_alive():
+                return True
+            self._ended = self._changed = now
+            self._end_ns = time.time_ns() - int((self.poll + _END_SLACK) * 1e9)
+            self._stamps = self.files.stamps()
+            return True
+        if now - self._ended >= _SETTLE_LIMIT:
+            return False
+        stamps = self.files.stamps()
+        if stamps != self._stamps or self.is_alive.buffer.get_stats()["filled_slots"] > 0:
+            self._stamps, self._changed = stamps, now
+            return True
+        written = any(mtime >= self._end_ns for _, _, mtime, _ in stamps)
+        return not written or now - self._changed < _SETTLE_QUIET
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -216,8 +373,9 @@ def histogram(buffer_io: BufferIO) -> None:
     are read from the npy files saved by the histogram exporter
     (``Histograms_<buffer>/info.csv`` and ``<channel>.npy`` in the run directory), every
     ``update_interval`` seconds; until the files exist the window says it is waiting. The
-    window closes when the observed buffer ends; closing the window ends the worker. Without
-    a display the worker logs that it is skipped and returns.
+    window closes when the observed buffer has ended and the exporter's final counts are
+    shown (it waits up to 2 s for the exporter's last write); closing the window ends the
+    worker. Without a display the worker logs that it is skipped and returns.
 
     Type
         IsAlive
@@ -259,54 +417,49 @@ def histogram(buffer_io: BufferIO) -> None:
     interval = _plotting.interval_config(buffer_io, "update_interval", 1.0)
     plot_type = _plot_type(buffer_io, "line")
     screenshot = _plotting.screenshot_path(buffer_io)
-    if _plotting.skip_without_display(buffer_io, "visualizers.histogram"):
+    buffer_name = is_alive.buffer.name
+    function = "visualizers.histogram"
+    window = _open_window(buffer_io, function, f"Histograms: {buffer_io.name} ({buffer_name})")
+    if window is None:
         return
 
-    import pyqtgraph as pg
-
-    _plotting.application(buffer_io.logger)
-    buffer_name = is_alive.buffer.name
     files = _HistogramFiles(Path(buffer_io.run_dir) / f"Histograms_{buffer_name}")
-    window = pg.GraphicsLayoutWidget()
-    window.setWindowTitle(f"Histograms: {buffer_io.name} ({buffer_name})")
     window.addLabel(f"waiting for {files.info_file.parent.name}/{files.info_file.name} ...")
     state: dict[str, Any] = {"channels": None, "plots": {}}
 
     def refresh() -> None:
-        info = files.info()
-        if info is None:
+        snapshot = files.read(state["channels"])
+        if snapshot is None:
             return
+        info, counts = snapshot
         channels = [row["channel"] for row in info]
-        rebuilt = channels != state["channels"]
-        if rebuilt:
+        if channels != state["channels"]:
             state["channels"] = channels
             state["plots"] = _layout(window, channels, plot_type)
         for row in info:
-            counts = files.counts(row["channel"], force=rebuilt)
-            if counts is None:
+            channel_counts = counts.get(row["channel"])
+            if channel_counts is None:
                 continue
             # exactly NBins counts; older files had NBins - 1 (linspace edges): same formula
-            edges = np.linspace(row["min"], row["max"], counts.size + 1)
+            edges = np.linspace(row["min"], row["max"], channel_counts.size + 1)
             title = _entries_title(
-                row["channel"], int(counts.sum()), row["underflow"], row["overflow"]
+                row["channel"], int(channel_counts.sum()), row["underflow"], row["overflow"]
             )
-            state["plots"][row["channel"]].update(edges, counts, title)
+            state["plots"][row["channel"]].update(edges, channel_counts, title)
 
-    how = _plotting.run_window(
+    def summary() -> str:
+        shown = [p.title for p in state["plots"].values()]
+        return "; ".join(shown) or f"{files.info_file} never appeared"
+
+    _show(
+        buffer_io,
+        function,
         window,
         refresh=refresh,
-        alive=is_alive,
+        alive=_UntilFinalWrite(is_alive, files, poll=min(0.1, interval)),
         interval=interval,
-        poll=min(0.1, interval),
         screenshot=screenshot,
-        logger=buffer_io.logger,
-    )
-    shown = {name: p.title for name, p in state["plots"].items()}
-    buffer_io.logger.info(
-        "visualizers.histogram %s (%s): %s",
-        buffer_io.name,
-        _END[how],
-        "; ".join(shown.values()) or f"{files.info_file} never appeared",
+        summary=summary,
     )
 
 
@@ -506,15 +659,12 @@ def csv(buffer_io: BufferIO) -> None:
         filename += ".csv"
     path = Path(buffer_io.run_dir) / filename
     screenshot = _plotting.screenshot_path(buffer_io)
-    if _plotting.skip_without_display(buffer_io, "visualizers.csv"):
+    function = "visualizers.csv"
+    window = _open_window(buffer_io, function, f"CSV histograms: {buffer_io.name} ({path.name})")
+    if window is None:
         return
 
-    import pyqtgraph as pg
-
-    _plotting.application(buffer_io.logger)
     names = list(edges)
-    window = pg.GraphicsLayoutWidget()
-    window.setWindowTitle(f"CSV histograms: {buffer_io.name} ({path.name})")
     plots = _layout(window, names, plot_type)
     tail = _CsvTail(path, names)
     counts = {n: np.zeros(len(e) - 1, dtype=np.int64) for n, e in edges.items()}
@@ -551,18 +701,16 @@ def csv(buffer_io: BufferIO) -> None:
                 title = _entries_title(name, int(counts[name].sum()), under[name], over[name])
                 plots[name].update(e, counts[name], title)
 
-    how = _plotting.run_window(
+    def summary() -> str:
+        return "; ".join(_entries_title(n, int(counts[n].sum()), under[n], over[n]) for n in names)
+
+    _show(
+        buffer_io,
+        function,
         window,
         refresh=refresh,
         alive=is_alive,
         interval=interval,
-        poll=min(0.1, interval),
         screenshot=screenshot,
-        logger=buffer_io.logger,
-    )
-    buffer_io.logger.info(
-        "visualizers.csv %s (%s): %s",
-        buffer_io.name,
-        _END[how],
-        "; ".join(_entries_title(n, int(counts[n].sum()), under[n], over[n]) for n in names),
+        summary=summary,
     )

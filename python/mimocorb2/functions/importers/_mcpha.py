@@ -13,13 +13,13 @@ is received straight into a ring slot (``recv_into`` on the slot's bytes); the
 from __future__ import annotations
 
 import logging
-import socket
 import struct
 from collections.abc import Callable
 
 import numpy as np
 
-from mimocorb2.functions.importers._common import connect, recv_exact, send_all
+from mimocorb2.functions.importers._common import recv_exact, send_all
+from mimocorb2.functions.importers._rp_client import RedPitayaClient
 from mimocorb2.functions.importers._rp_settings import (
     INPUTS,
     TRIGGER_MODES,
@@ -77,28 +77,18 @@ def setup_commands(s: Settings) -> bytes:
     )
 
 
-class McphaClient:
-    """One connection to the MCPHA server.
-
-    Args:
-        settings: The validated configuration.
-        stopped: Returns True once the run is being stopped.
-        logger: The worker's logger.
-    """
+class McphaClient(RedPitayaClient):
+    """One connection to the MCPHA server (arguments as :class:`RedPitayaClient`)."""
 
     def __init__(
         self, settings: Settings, stopped: Callable[[], bool], logger: logging.Logger
     ) -> None:
         """Prepares the scratch buffer; does not connect yet."""
-        self.s = settings
-        self.stopped = stopped
-        self.logger = logger
-        self.sock: socket.socket | None = None
+        super().__init__(settings, stopped, logger)
         self.wave_bytes = settings.data_length * 4
         self.tail_bytes = settings.extra_samples * 4
         self._tail = memoryview(bytearray(max(self.tail_bytes, 1)))
         self._views: dict[int, tuple[np.ndarray, memoryview]] = {}
-        self.done = 0
 
     def open(self) -> None:
         """Connects and configures the oscilloscope.
@@ -106,17 +96,8 @@ class McphaClient:
         Raises:
             DeviceError: If the board cannot be reached.
         """
-        s = self.s
-        self.sock = connect(s.ip, s.port, s.timeout, "RedPitaya", HINT)
-        send_all(self.sock, setup_commands(s), s.timeout, "the configuration commands")
-
-    def close(self) -> None:
-        """Closes the connection (idempotent)."""
-        if self.sock is not None:
-            try:
-                self.sock.close()
-            finally:
-                self.sock = None
+        sock = self._connect(HINT)
+        send_all(sock, setup_commands(self.s), self.s.timeout, "the configuration commands")
 
     def _bytes_of(self, data: np.ndarray) -> memoryview:
         """The writable bytes of a slot view (cached per slot view)."""
@@ -128,19 +109,9 @@ class McphaClient:
         return mv
 
     def stream(self, writer: BufferWriter, done: int) -> int:
-        """Receives waveforms into the writer's slots until the limit or the end of the run.
+        """Receives waveforms sent back to back (see :meth:`RedPitayaClient.stream`).
 
-        Args:
-            writer: The sink writer (its commits stamp the metadata).
-            done: Waveforms received before (on earlier connections), for ``max_events``.
-
-        Returns:
-            The total number of waveforms received.
-
-        Raises:
-            DeviceError: On a timeout, a lost connection or a short waveform.
-            StopRequested: When the run is stopped while waiting for data.
-            BufferEndedError: When the sink was shut down.
+        The next set of waveforms is requested while the current one arrives.
         """
         assert self.sock is not None
         s = self.s

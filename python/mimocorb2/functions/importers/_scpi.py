@@ -16,7 +16,6 @@ every event, as with the MCPHA server. Negation is done here, in software.
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from collections.abc import Callable
 
@@ -25,10 +24,10 @@ import numpy as np
 from mimocorb2.functions.importers._common import (
     DeviceError,
     StopRequested,
-    connect,
     recv_exact,
     send_all,
 )
+from mimocorb2.functions.importers._rp_client import RedPitayaClient
 from mimocorb2.functions.importers._rp_settings import SCPI_BUFFER_SAMPLES, Settings
 from mimocorb2.mimo_buffer import BufferWriter
 
@@ -44,23 +43,14 @@ HINT = (
 )
 
 
-class ScpiClient:
-    """One connection to the SCPI server.
-
-    Args:
-        settings: The validated configuration.
-        stopped: Returns True once the run is being stopped.
-        logger: The worker's logger.
-    """
+class ScpiClient(RedPitayaClient):
+    """One connection to the SCPI server (arguments as :class:`RedPitayaClient`)."""
 
     def __init__(
         self, settings: Settings, stopped: Callable[[], bool], logger: logging.Logger
     ) -> None:
         """Allocates the receive buffers; does not connect yet."""
-        self.s = settings
-        self.stopped = stopped
-        self.logger = logger
-        self.sock: socket.socket | None = None
+        super().__init__(settings, stopped, logger)
         self._inbox = bytearray(64 * 1024)  # bytes received beyond the last reply
         self._in = memoryview(self._inbox)
         self._start = 0
@@ -69,7 +59,6 @@ class ScpiClient:
         self._payload = [bytearray(capacity), bytearray(capacity)]
         self._samples = [np.frombuffer(b, dtype=">i2") for b in self._payload]
         edge = "PE" if settings.trigger_slope == "rising" else "NE"
-        self.done = 0
         self._trigger = f"CH{settings.trigger_source[-1]}_{edge}"
 
     # ----- connection -----
@@ -81,7 +70,7 @@ class ScpiClient:
             DeviceError: If the board cannot be reached.
         """
         s = self.s
-        self.sock = connect(s.ip, s.port, s.timeout, "RedPitaya", HINT)
+        self._connect(HINT)
         self._start = self._end = 0
         volts = s.trigger_level * s.volts_per_count
         for cmd in (
@@ -93,14 +82,6 @@ class ScpiClient:
             f"ACQ:TRIG:DLY {TRIGGER_CENTER - s.pre_trigger}",
         ):
             self.send(cmd)
-
-    def close(self) -> None:
-        """Closes the connection (idempotent)."""
-        if self.sock is not None:
-            try:
-                self.sock.close()
-            finally:
-                self.sock = None
 
     def send(self, cmd: str) -> None:
         """Sends one command line."""
@@ -273,11 +254,7 @@ class ScpiClient:
                 time.sleep(POLL_PAUSE)
 
     def stream(self, writer: BufferWriter, done: int) -> int:
-        """Captures waveforms one by one into the writer's slots (see :class:`McphaClient`).
-
-        Returns:
-            The total number of waveforms received.
-        """
+        """Captures waveforms one by one (see :meth:`RedPitayaClient.stream`)."""
         s = self.s
         n = s.data_length
         signs = (-1 if s.negator_IN1 else 1, -1 if s.negator_IN2 else 1)
