@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-from mimocorb2.control import Control
+from helpers import COLLECT_FUNCTION, failure_text, run_control
+from helpers import collected as collected_by
 
 pytest.importorskip("scipy")
 
@@ -50,26 +49,9 @@ USER_FUNCTIONS = textwrap.dedent(
 
         importer(gen)
 
-
-    def collect(io):
-        """mimoCoRB2 Function: saves data and counters of every event it reads.
-
-        Type
-            Exporter
-        """
-        data, counters = [], []
-        for d, m in Exporter(io):
-            data.append(d.copy())
-            counters.append(int(m["counter"][0]))
-        dtype = io.data_in_examples[0].dtype
-        arr = np.concatenate(data) if data else np.zeros(0, dtype=dtype)
-        np.save(Path(io.run_dir) / f"{io.name}_{os.getpid()}_data.npy", arr)
-        np.save(
-            Path(io.run_dir) / f"{io.name}_{os.getpid()}_counter.npy",
-            np.array(counters, dtype=np.int64),
-        )
     '''
 )
+USER_FUNCTIONS += COLLECT_FUNCTION  # the shared 'collect' exporter (tests/helpers.py)
 
 # event 0: two peaks; event 1: none; event 2: one peak; event 3: three peaks
 EVENTS = [
@@ -123,22 +105,13 @@ def run_pha(tmp_path, pha_config, sink_fields, source_fields=None, processes=1, 
         },
         "target_directory": str(tmp_path / "runs"),
     }
-    control = Control(setup, tmp_path, mode="stats")
-    t0 = time.monotonic()
-    control()
-    assert time.monotonic() - t0 < 45
-    return control
+    return run_control(setup, tmp_path)
 
 
 def collected(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    data = np.concatenate([np.load(p) for p in sorted(run_dir.glob("collect_*_data.npy"))])
-    counters = np.concatenate([np.load(p) for p in sorted(run_dir.glob("collect_*_counter.npy"))])
+    data, counters = collected_by(run_dir, "collect")
     order = np.lexsort((data["position"], counters))
     return data[order], counters[order]
-
-
-def failure_text(control: Control) -> str:
-    return "\n".join(line for p in control.failures() for line in p["tail"])
 
 
 @pytest.mark.parametrize("processes", [1, 2])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import COLLECT_FUNCTION, collected, failure_text, run_control
 
 from mimocorb2.control import Control
 from mimocorb2.functions.exporters import CsvWriter
@@ -66,26 +67,9 @@ USER_FUNCTIONS = textwrap.dedent(
 
         importer(gen)
 
-
-    def collect(io):
-        """mimoCoRB2 Function: saves data and counters of every event it reads.
-
-        Type
-            Exporter
-        """
-        data, counters = [], []
-        for d, m in Exporter(io):
-            data.append(d.copy())
-            counters.append(int(m["counter"][0]))
-        dtype = io.data_in_examples[0].dtype
-        arr = np.concatenate(data) if data else np.zeros(0, dtype=dtype)
-        np.save(Path(io.run_dir) / f"{io.name}_{os.getpid()}_data.npy", arr)
-        np.save(
-            Path(io.run_dir) / f"{io.name}_{os.getpid()}_counter.npy",
-            np.array(counters, dtype=np.int64),
-        )
     '''
 )
+USER_FUNCTIONS += COLLECT_FUNCTION  # the shared 'collect' exporter (tests/helpers.py)
 
 
 def buffer(fields: dict, slot_count: int = 16, data_length: int = 1) -> dict:
@@ -101,22 +85,7 @@ def user(tmp_path: Path, function: str, **kw) -> dict:
 
 def run(tmp_path: Path, buffers: dict, workers: dict) -> Control:
     setup = {"Buffers": buffers, "Workers": workers, "target_directory": str(tmp_path / "runs")}
-    control = Control(setup, tmp_path, mode="stats")
-    t0 = time.monotonic()
-    control()
-    assert time.monotonic() - t0 < 45
-    return control
-
-
-def collected(run_dir: Path, worker: str) -> tuple[np.ndarray, np.ndarray]:
-    data = [np.load(p) for p in sorted(run_dir.glob(f"{worker}_*_data.npy"))]
-    counters = [np.load(p) for p in sorted(run_dir.glob(f"{worker}_*_counter.npy"))]
-    assert data, f"no output of {worker}"
-    return np.concatenate(data), np.concatenate(counters)
-
-
-def failure_text(control: Control) -> str:
-    return "\n".join(line for p in control.failures() for line in p["tail"])
+    return run_control(setup, tmp_path)
 
 
 # ----- histogram -----
