@@ -471,32 +471,37 @@ def test_link_never_blocks_the_control_when_the_gui_lags():
     (to_gui, from_gui), (gui_in, gui_out) = link.pipe_pair()
     commands = []
     gui = link.GuiLink(to_gui, from_gui, commands.append)
-    stats = {"buffers": {}, "workers": {}, "blob": "x" * 10_000}
-    t0 = time.monotonic()
-    for i in range(2000):  # nobody reads: the pipe fills up, the writer thread blocks
-        gui.send_stats({**stats, "i": i}, [])
-        gui.send_lines([("p_0", "p", "stdout", f"line {i}")] * 20)
-    assert time.monotonic() - t0 < 2.0
-    assert len(gui._lines) <= link.MAX_BACKLOG_LINES and gui.dropped > 0
     endpoint = link.Endpoint(gui_in, gui_out)
-    endpoint.command(["buffer", "roots", "pause"])
-    endpoint.command(["bogus"])
-    endpoint.send({"type": "ready"})
-    deadline = time.monotonic() + 5
-    while not gui.ready.is_set() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert commands == [["buffer", "roots", "pause"]]
-    received = []
-    while time.monotonic() < deadline:
-        received += endpoint.messages()
-        if any(m["type"] == "stats" and m["stats"]["i"] == 1999 for m in received):
-            break
-        time.sleep(0.02)
-    kinds = [m["type"] for m in received]
-    assert kinds.count("stats") <= 3  # coalesced: the newest statistics, not 2000
-    assert sum(m.get("dropped", 0) for m in received if m["type"] == "lines") > 0
-    endpoint.close()
-    gui.close()
+    try:
+        stats = {"buffers": {}, "workers": {}, "blob": "x" * 10_000}
+        t0 = time.monotonic()
+        for i in range(2000):  # nobody reads: the pipe fills up, the writer thread blocks
+            gui.send_stats({**stats, "i": i}, [])
+            gui.send_lines([("p_0", "p", "stdout", f"line {i}")] * 20)
+        # by now the writer thread is stuck on the full pipe: these can only pile up
+        for _ in range(3):
+            gui.send_lines([("p_0", "p", "stdout", "more")] * link.MAX_BACKLOG_LINES)
+        assert time.monotonic() - t0 < 2.0
+        assert len(gui._lines) <= link.MAX_BACKLOG_LINES and gui.dropped > 0
+        endpoint.command(["buffer", "roots", "pause"])
+        endpoint.command(["bogus"])
+        endpoint.send({"type": "ready"})
+        deadline = time.monotonic() + 5
+        while not gui.ready.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert commands == [["buffer", "roots", "pause"]]
+        received = []
+        while time.monotonic() < deadline:
+            received += endpoint.messages()
+            if any(m["type"] == "stats" and m["stats"]["i"] == 1999 for m in received):
+                break
+            time.sleep(0.02)
+        kinds = [m["type"] for m in received]
+        assert kinds.count("stats") <= 3  # coalesced: the newest statistics, not 2000
+        assert sum(m.get("dropped", 0) for m in received if m["type"] == "lines") > 0
+    finally:
+        endpoint.close()
+        gui.close()
     assert gui.gone.wait(2)
 
 
