@@ -481,8 +481,9 @@ def test_link_never_blocks_the_control_when_the_gui_lags():
         # by now the writer thread is stuck on the full pipe: these can only pile up
         for _ in range(3):
             gui.send_lines([("p_0", "p", "stdout", "more")] * link.MAX_BACKLOG_LINES)
-        assert time.monotonic() - t0 < 2.0
-        assert len(gui._lines) <= link.MAX_BACKLOG_LINES and gui.dropped > 0
+        assert time.monotonic() - t0 < 10.0  # a blocked send would hang the test
+        # the backlog stays bounded; the drops are reported to the GUI (checked below)
+        assert len(gui._lines) <= link.MAX_BACKLOG_LINES
         endpoint.command(["buffer", "roots", "pause"])
         endpoint.command(["bogus"])
         endpoint.send({"type": "ready"})
