@@ -494,7 +494,9 @@ def test_link_never_blocks_the_control_when_the_gui_lags():
         received = []
         while time.monotonic() < deadline:
             received += endpoint.messages()
-            if any(m["type"] == "stats" and m["stats"]["i"] == 1999 for m in received):
+            newest = any(m["type"] == "stats" and m["stats"]["i"] == 1999 for m in received)
+            drops = sum(m.get("dropped", 0) for m in received if m["type"] == "lines")
+            if newest and drops:
                 break
             time.sleep(0.02)
         kinds = [m["type"] for m in received]
