@@ -22,6 +22,7 @@ side effects when it is created.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator
+from contextlib import closing
 from typing import Any
 
 import numpy as np
@@ -254,6 +255,30 @@ class Base:
         """Context manager that ends the sinks when the template's loop ends."""
         return _SinkGuard(self)
 
+    def _results(
+        self, ufunc: Callable[[np.ndarray], Any], kind: str
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, Any]]:
+        """Reads the source to its end, yielding ``(metadata, data, ufunc(data))``.
+
+        The slot stays held while the caller handles the result. Stops early (discarding the
+        rest of the source) once every sink has ended.
+        """
+        reader = self.reader
+        while True:
+            with reader as (metadata, data):
+                if data is None:
+                    return
+                try:
+                    result = ufunc(data)
+                except Exception as e:
+                    raise self._fail(
+                        f"the {kind} function raised an exception", e, ufunc_input=data.copy()
+                    ) from e
+                yield metadata, data, result
+            if self._all_sinks_ended():
+                self._discard_rest()
+                return
+
     def _fail(self, message: str, exception: BaseException | None = None, **kw: Any) -> UfuncError:
         """Shuts the sinks down (see :meth:`_end_sinks`) and returns the UfuncError to raise."""
         self._end_sinks(failed=True)
@@ -479,23 +504,10 @@ class Filter(Base):
         """
         if not callable(ufunc):
             raise self._fail(f"the Filter needs a function, got {_given(ufunc)}")
-        reader = self.reader
-        with self._sink_guard():
-            while True:
-                with reader as (metadata, data):
-                    if data is None:
-                        break
-                    try:
-                        result = ufunc(data)
-                    except Exception as e:
-                        raise self._fail(
-                            "the filter function raised an exception", e, ufunc_input=data.copy()
-                        ) from e
-                    for i in _filter_targets(self, result, data):
-                        self._copy_event(i, metadata, data)
-                if self._all_sinks_ended():
-                    self._discard_rest()
-                    break
+        with self._sink_guard(), closing(self._results(ufunc, "filter")) as events:
+            for metadata, data, result in events:
+                for i in _filter_targets(self, result, data):
+                    self._copy_event(i, metadata, data)
 
 
 class Processor(Base):
@@ -567,30 +579,15 @@ class Processor(Base):
         """
         if not callable(ufunc):
             raise self._fail(f"the Processor needs a function, got {_given(ufunc)}")
-        reader = self.reader
         n = len(self.write)
-        with self._sink_guard():
-            while True:
-                with reader as (metadata, data):
-                    if data is None:
-                        break
-                    try:
-                        result = ufunc(data)
-                    except Exception as e:
-                        raise self._fail(
-                            "the processor function raised an exception",
-                            e,
-                            ufunc_input=data.copy(),
-                        ) from e
-                    if result is None:
-                        continue
-                    _check_processor_result(self, result, n, data)
-                    for i, value in enumerate(result):
-                        if value is not None:
-                            self._write_result(i, metadata, value, data, result)
-                if self._all_sinks_ended():
-                    self._discard_rest()
-                    break
+        with self._sink_guard(), closing(self._results(ufunc, "processor")) as events:
+            for metadata, data, result in events:
+                if result is None:
+                    continue
+                _check_processor_result(self, result, n, data)
+                for i, value in enumerate(result):
+                    if value is not None:
+                        self._write_result(i, metadata, value, data, result)
 
 
 class Observer(Base):
