@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
+from mimocorb2._yaml_load import YamlError, load_yaml_text
 
 
 class ConfigError(ValueError):
@@ -47,9 +47,9 @@ def load_config(value: Any, setup_dir: str | Path, where: str = "config") -> dic
                 "relative to the setup file's directory"
             )
         try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{where}: config file {path} is not valid YAML: {e}") from None
+            loaded = load_yaml_text(path.read_text(), str(path))
+        except YamlError as e:
+            raise ConfigError(f"{where}: {'; '.join(e.problems)}") from None
         if loaded is None:
             return {}
         if not isinstance(loaded, Mapping):

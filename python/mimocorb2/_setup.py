@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from mimocorb2._functions_import import (
     PREBUILT_PACKAGE,
@@ -33,6 +32,7 @@ from mimocorb2._functions_import import (
     _resolve_function,
     _ResolveError,
 )
+from mimocorb2._yaml_load import YamlError, load_yaml_text
 from mimocorb2.exceptions import SetupValidationError
 
 __all__ = [
@@ -220,7 +220,9 @@ class Setup:
 def load_setup_file(path: str | Path) -> Setup:
     """Reads and validates a setup YAML file.
 
-    YAML anchors, aliases and ``<<`` merge keys work (``yaml.safe_load``).
+    YAML anchors, aliases and ``<<`` merge keys work (``yaml.safe_load``). A key written twice
+    in one mapping is an error naming both lines; syntax errors name the file and the line in
+    plain words (see :mod:`mimocorb2._yaml_load`).
 
     Args:
         path: The setup file.
@@ -237,9 +239,9 @@ def load_setup_file(path: str | Path) -> Setup:
     if not file.is_file():
         raise FileNotFoundError(f"setup file {source} not found (looked for {file})")
     try:
-        data = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as e:
-        raise SetupValidationError([f"{source}: not valid YAML: {e}"], source) from None
+        data = load_yaml_text(file.read_text(), source)
+    except YamlError as e:
+        raise SetupValidationError(e.problems, source) from None
     except (OSError, UnicodeDecodeError) as e:
         raise SetupValidationError([f"{source}: cannot be read: {e}"], source) from None
     setup = parse_setup(data, file.parent, source)
