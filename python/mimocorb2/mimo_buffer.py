@@ -205,15 +205,20 @@ class mimoBuffer:  # noqa: N801 - name fixed by the spec
         Returns:
             A dict with ``event_count``, ``filled_slots`` and ``empty_slots`` (fractions of
             ``slot_count``), ``flush_event_received``, ``rate`` (events/s over the last
-            ≥ 0.5 s), ``average_deadtime`` (summed waiting time over summed time between
-            events, 0..1), ``paused_count``, ``paused``, plus ``overwritten``, ``lost``,
-            ``forced_shutdown``, ``active_writers``, ``crashed_writers`` and
-            ``mean_event_deadtime``.
+            ≥ 0.5 s), ``average_deadtime`` (the mean of the ``deadtime`` metadata of the
+            committed events, as the writers left it: stamped by an Importer, or set by
+            the writer itself, e.g. a board's own dead time), ``paused_count``, ``paused``,
+            plus ``overwritten``, ``lost``, ``forced_shutdown``, ``active_writers``,
+            ``crashed_writers``, ``mean_event_deadtime`` (the same as
+            ``average_deadtime``) and ``wait_deadtime`` (the writers' summed waiting time
+            for free slots over the summed time between their events, 0..1).
         """
         s = self._core.stats()
         n = s["slot_count"]
         s["filled_slots"] = s["filled_slots"] / n
         s["empty_slots"] = s["empty_slots"] / n
+        s["wait_deadtime"] = s["average_deadtime"]
+        s["average_deadtime"] = s["mean_event_deadtime"]
         return s
 
     def __repr__(self) -> str:
@@ -402,6 +407,7 @@ class BufferObserver(Interface):
         """Creates an observer with its private copy of one event."""
         super().__init__(buffer)
         self._o = _core.Observer(buffer)
+        self._core = buffer._core
         self._timeout = timeout
         self._copy = np.zeros(buffer.slot_byte_size, dtype=np.uint8)
         self._views = [
@@ -410,10 +416,14 @@ class BufferObserver(Interface):
         ]
 
     def __enter__(self) -> list[Any]:
-        """Copies the newest event and returns ``[metadata, data]`` views of the copy."""
-        if self._o.observe(self._copy, self._timeout):
-            return self._views
-        return [None, None]
+        """Copies the newest event and returns ``[metadata, data]`` views of the copy.
+
+        Returns ``[None, None]`` once the buffer has ended, also to an observer that has not
+        seen the last event yet.
+        """
+        if self._core.is_ended or not self._o.observe(self._copy, self._timeout):
+            return [None, None]
+        return self._views
 
     def __exit__(
         self,
