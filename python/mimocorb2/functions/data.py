@@ -102,9 +102,10 @@ def simulate_importer(buffer_io: BufferIO) -> None:
 
     Configs
         filename
-            [str] Path to the mimo file to be imported: relative to the setup file's
-            directory, ``~`` expanded. It may contain wildcards (``target/run_*/x.mimo``):
-            the newest matching file is used.
+            [str] Path to the mimo file to be imported, ``~`` expanded. A relative path
+            is taken from the setup file's directory, or else (as in mimoCoRB2) from the
+            current directory. It may contain wildcards (``target/run_*/x.mimo``): the
+            newest matching file is used.
 
     Examples:
         >>> # setup.yaml
@@ -251,10 +252,15 @@ def _positive(template: Any, key: str, value: Any, required: bool = False) -> fl
 
 
 def _resolve_filename(template: Any, io: BufferIO) -> Path:
-    """The file named by config ``filename``: ``~`` expanded, relative to the setup dir.
+    """The file named by config ``filename``, ``~`` expanded.
 
-    A name with wildcards (``*``, ``?``, ``[``) that matches no file literally resolves to
-    the newest matching file.
+    A relative name is looked up in the setup directory first and then, as the reference
+    implementation does, in the current directory. A name with wildcards (``*``, ``?``,
+    ``[``) that matches no file literally resolves to the newest matching file.
+
+    Raises:
+        SetupError: If ``filename`` is missing or invalid, or no file fits (naming every
+            place that was tried).
     """
     value = io.get("filename")
     if value is None:
@@ -262,18 +268,31 @@ def _resolve_filename(template: Any, io: BufferIO) -> Path:
     if not isinstance(value, str | os.PathLike) or not str(value):
         raise SetupError(template, f"config 'filename' must be a path, got {value!r}")
     raw = Path(str(value)).expanduser()
-    path = raw if raw.is_absolute() else Path(io.setup_dir) / raw
-    if path.is_file():
-        return path
-    if any(c in str(value) for c in "*?["):
-        matches = [Path(p) for p in glob.glob(str(path)) if Path(p).is_file()]
-        if matches:
-            return max(matches, key=lambda p: (p.stat().st_mtime_ns, str(p)))
-    raise SetupError(
-        template,
-        f"config 'filename': no file {path} (relative paths are taken from the setup "
-        f"directory {io.setup_dir})",
-    )
+    if raw.is_absolute():
+        candidates = [raw]
+    else:
+        candidates = [Path(io.setup_dir) / raw]
+        in_cwd = Path.cwd() / raw
+        if in_cwd.resolve() != candidates[0].resolve():
+            candidates.append(in_cwd)
+    wildcard = any(c in str(value) for c in "*?[")
+    for path in candidates:
+        if path.is_file():
+            return path
+        if wildcard:
+            matches = [Path(p) for p in glob.glob(str(path)) if Path(p).is_file()]
+            if matches:
+                return max(matches, key=lambda p: (p.stat().st_mtime_ns, str(p)))
+    if raw.is_absolute():
+        raise SetupError(template, f"config 'filename': no file {raw}")
+    if len(candidates) == 1:  # the setup directory is the current directory
+        tried = f"{candidates[0]} (relative to the setup directory and the current directory)"
+    else:
+        tried = (
+            f"{candidates[0]} (relative to the setup directory) nor {candidates[1]} "
+            "(relative to the current directory)"
+        )
+    raise SetupError(template, f"config 'filename': no file {tried}")
 
 
 def _open_for_sink(importer: Importer, io: BufferIO) -> MimoReader:
