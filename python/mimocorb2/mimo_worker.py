@@ -86,17 +86,57 @@ def _names(value: Any, worker: str, key: str) -> list[str]:
     )
 
 
+def _endpoints(worker: str, key: str, entries: Any, kind: type) -> list[Any]:
+    """Checks a ``sources``/``sinks``/``observes`` argument of :class:`BufferIO`.
+
+    Args:
+        worker: Name of the worker (for messages).
+        key: The argument's name.
+        entries: The argument: a sequence of ``kind`` endpoints or :class:`mimoBuffer` objects.
+        kind: The endpoint class the argument holds (BufferReader, BufferWriter or
+            BufferObserver).
+
+    Returns:
+        The entries as a list.
+
+    Raises:
+        TypeError: If ``entries`` is not a sequence or holds something else.
+    """
+    if isinstance(entries, str | bytes | Mapping) or not isinstance(entries, Iterable):
+        raise TypeError(
+            f"worker '{worker}': {key} must be a list of {kind.__name__} or mimoBuffer "
+            f"objects, got {type(entries).__name__}"
+        )
+    out = list(entries)
+    for i, e in enumerate(out):
+        if not isinstance(e, kind | mimoBuffer):
+            raise TypeError(
+                f"worker '{worker}': {key}[{i}] must be a {kind.__name__} or a mimoBuffer, "
+                f"got {type(e).__name__}"
+            )
+    return out
+
+
 class BufferIO:
     """The buffers, configuration and directories of one worker process.
 
+    The endpoint lists take the manual's form (``list[BufferReader]``, ``list[BufferWriter]``,
+    ``list[BufferObserver]``, e.g. to test a worker function without a Control) or the
+    buffers themselves, for which the endpoints are created here; both may be mixed.
+
     Args:
         name: Name of the worker.
-        sources: Buffers the worker reads from.
-        sinks: Buffers the worker writes to (a writer is registered for each, in this process).
-        observes: Buffers the worker observes.
+        sources: Readers (or buffers) of the worker's sources.
+        sinks: Writers (or buffers) of the worker's sinks. A writer is registered with its
+            buffer per process: for a buffer given here, in this process.
+        observes: Observers (or buffers) of the buffers the worker observes.
         config: The worker configuration.
         setup_dir: Directory of the setup file (to load external data).
         run_dir: Directory of the run (to save data).
+
+    Raises:
+        TypeError: If an endpoint list holds something other than its endpoint class or
+            a mimoBuffer (e.g. a BufferReader among the sinks).
 
     Attributes:
         name (str): Name of the worker.
@@ -128,14 +168,14 @@ class BufferIO:
     def __init__(
         self,
         name: str,
-        sources: Sequence[mimoBuffer],
-        sinks: Sequence[mimoBuffer],
-        observes: Sequence[mimoBuffer],
+        sources: Sequence[BufferReader | mimoBuffer],
+        sinks: Sequence[BufferWriter | mimoBuffer],
+        observes: Sequence[BufferObserver | mimoBuffer],
         config: Mapping[str, Any] | None,
         setup_dir: str | Path,
         run_dir: str | Path,
     ) -> None:
-        """Creates the readers, writers and observers of the worker's buffers."""
+        """Takes the worker's endpoints; creates them for entries given as buffers."""
         self.name = str(name)
         self.logger = logging.getLogger(f"mimocorb2.mimo_worker.{self.name}")
         self.config = config if isinstance(config, Config) else Config(config or {})
@@ -143,14 +183,29 @@ class BufferIO:
         self.run_dir = Path(run_dir)
         self.shutdown_sinks_on_error = True
 
-        self.read: list[BufferReader] = [BufferReader(b) for b in sources]
-        self.observe: list[BufferObserver] = [BufferObserver(b) for b in observes]
+        given = {
+            "sources": _endpoints(self.name, "sources", sources, BufferReader),
+            "sinks": _endpoints(self.name, "sinks", sinks, BufferWriter),
+            "observes": _endpoints(self.name, "observes", observes, BufferObserver),
+        }
+        self.read: list[BufferReader] = [
+            e if isinstance(e, BufferReader) else BufferReader(e) for e in given["sources"]
+        ]
+        self.observe: list[BufferObserver] = [
+            e if isinstance(e, BufferObserver) else BufferObserver(e) for e in given["observes"]
+        ]
         self.write: list[BufferWriter] = []
+        created: list[BufferWriter] = []
         try:
-            for b in sinks:
-                self.write.append(BufferWriter(b))
+            for e in given["sinks"]:
+                if isinstance(e, BufferWriter):
+                    self.write.append(e)
+                else:
+                    created.append(BufferWriter(e))
+                    self.write.append(created[-1])
         except BaseException:
-            self.shutdown_sinks()
+            for writer in created:  # only the registrations made here; the caller owns the rest
+                writer.send_flush_event()
             raise
         self.sources = self.read
         self.sinks = self.write

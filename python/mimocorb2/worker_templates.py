@@ -189,8 +189,8 @@ class Base:
                 for k, n in wanted.items()
             )
             got = ", ".join(f"{_plural(len(v), k)} {[e.name for e in v]}" for k, v in have.items())
-            raise SetupError(
-                self, f"the {type(self).__name__} template needs {want}; the setup gives {got}"
+            raise self._setup_error(
+                f"the {type(self).__name__} template needs {want}; the setup gives {got}"
             )
 
     def _check_same_layout(self, what: str) -> None:
@@ -199,11 +199,19 @@ class Base:
         for w in self.write:
             b = w.buffer
             if b.data_length != src.data_length or b.data_dtype != src.data_dtype:
-                raise SetupError(
-                    self,
+                raise self._setup_error(
                     f"{what} sink '{b.name}' must have the layout of source '{src.name}' "
                     f"({_describe(src.data_example)}), but has {_describe(b.data_example)}",
                 )
+
+    def _setup_error(self, message: str) -> SetupError:
+        """Shuts the sinks down (see :meth:`_end_sinks`) and returns the SetupError to raise.
+
+        Downstream workers then see the end of their streams, also when the worker function
+        is called directly with a hand-made BufferIO (a Control would do it after the error).
+        """
+        self._end_sinks(failed=True)
+        return SetupError(self, message)
 
     def drain_sources(self) -> None:
         """Reads and discards events until every source has ended (blocks until then)."""
