@@ -198,10 +198,12 @@ def skip_without_display(io: Any, function: str) -> bool:
     problem = display_problem()
     if problem is None:
         return False
-    io.logger.warning(
-        "no display: %s for worker %s is skipped; %s; the run goes on without the plot",
+    # The control says it once per run for every plot worker; standalone, say it here.
+    noted = os.environ.get("MIMOCORB2_NO_DISPLAY_NOTED") == "1"
+    io.logger.log(
+        logging.DEBUG if noted else logging.WARNING,
+        "no display: %s is skipped; %s; the run goes on without the plot",
         function,
-        io.name,
         problem,
     )
     return True

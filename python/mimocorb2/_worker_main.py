@@ -19,6 +19,24 @@ import yaml
 from mimocorb2 import _core
 
 
+class _WorkerFormatter(logging.Formatter):
+    """``LEVEL: message``; other loggers than the worker's own add their name.
+
+    The control shows every output line with its process name (``[filter_1]``) and writes it
+    to the worker's log file, so the line itself does not repeat the worker.
+    """
+
+    def __init__(self, own_logger: str) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+        self._own = logging.Formatter("%(levelname)s: %(message)s")
+        self._own_logger = own_logger
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name == self._own_logger:
+            return self._own.format(record)
+        return super().format(record)
+
+
 def _attach_buffers(handles: dict[str, dict[str, Any]]) -> dict[str, Any]:
     from mimocorb2.mimo_buffer import _attach
 
@@ -26,6 +44,22 @@ def _attach_buffers(handles: dict[str, dict[str, Any]]) -> dict[str, Any]:
         name: _attach(h["pid"], h["fd"], tuple(h["instance"]), h["data_length"])
         for name, h in handles.items()
     }
+
+
+def _package_mismatch(expected: str | None) -> str | None:
+    """Why this process runs another mimocorb2 than its control (None: the same one).
+
+    Args:
+        expected: Directory of the control's ``mimocorb2`` package (None: not checked).
+    """
+    here = Path(__file__).resolve().parent
+    if expected is None or Path(expected).resolve() == here:
+        return None
+    return (
+        f"mimocorb2: this worker process imported mimocorb2 from {here}, but the control runs "
+        f"{expected}; make the control's installation the one Python finds (check "
+        "PYTHONPATH and mimocorb2/ folders next to the script that starts the control)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,12 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     spec = yaml.safe_load(Path(args[0]).read_text())
     if not _core.die_with_parent(int(spec["control_pid"])):
         return 2
+    problem = _package_mismatch(spec.get("package_dir"))
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     name = spec["worker"]
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format=f"%(levelname)s [{name}_{args[1]}] %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_WorkerFormatter(f"mimocorb2.mimo_worker.{name}"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     from mimocorb2._setup import WorkerSpec, load_function
     from mimocorb2.mimo_worker import BufferIO, Config, run_worker
 

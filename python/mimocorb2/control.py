@@ -24,6 +24,7 @@ import yaml
 
 from mimocorb2 import _core
 from mimocorb2._dataflow import write_data_flow
+from mimocorb2._recent import RecentDeadtime
 from mimocorb2._setup import Setup, load_setup_file, parse_setup
 from mimocorb2._stats_logger import StatsLogger
 from mimocorb2._terminal import Terminal
@@ -32,7 +33,13 @@ from mimocorb2.mimo_buffer import mimoBuffer
 __all__ = ["Control"]
 
 MODES = ("kbd", "gui", "stats")
+# The package this control runs; every worker process must import the same one.
+_PACKAGE_DIR = Path(__file__).resolve().parent
 _log = logging.getLogger("mimocorb2.control")
+NO_DISPLAY_NOTED_ENV = "MIMOCORB2_NO_DISPLAY_NOTED"
+"""Set for the workers when the control has said that plots are skipped without a display."""
+PARTIAL_MARKER = "PARTIAL_RESULTS.txt"
+"""Written into the run directory when a worker failed or workers were stopped by the user."""
 
 
 def _parse_mode(mode: str) -> set[str]:
@@ -55,6 +62,17 @@ class _Drained:
     def drain_lines(self, _max: int) -> tuple[list[Any], int]:
         result, self._result = self._result, ([], 0)
         return result
+
+
+def _how_ended(p: dict[str, Any]) -> str:
+    """``ended with exit code 1`` or ``was killed by signal 9 (SIGKILL)``."""
+    if p.get("exit_code") is not None:
+        return f"ended with exit code {p['exit_code']}"
+    try:
+        name = f" ({signal.Signals(int(p['signal'])).name})"
+    except (TypeError, ValueError):
+        name = ""
+    return f"was killed by signal {p.get('signal')}{name}"
 
 
 def _unique_run_dir(target: Path) -> Path:
@@ -106,6 +124,8 @@ class Control:
         self._cpu_prev: dict[str, tuple[float, float]] = {}
         self._procs: list[dict[str, Any]] = []
         self._gui: Any = None  # mimocorb2._gui.GuiLink while a GUI window is connected
+        self._stopped_by_user: set[str] = set()  # processes ended by a worker shutdown command
+        self._recent_deadtime = RecentDeadtime()
         self._prepare()
 
     @classmethod
@@ -140,7 +160,9 @@ class Control:
         for buf in self.buffers.values():
             self.supervisor.watch(buf._core)
         note = write_data_flow(self.setup, self.run_dir / "data_flow.svg")
-        if note:
+        if note and "not found" in note:
+            _log.info(note)  # graphviz is optional (README): no warning on every run
+        elif note:
             _log.warning(note)
             print(f"mimocorb2: {note}", file=sys.stderr)
         _log.info("run directory %s", self.run_dir)
@@ -172,6 +194,7 @@ class Control:
                 "setup_dir": str(self.setup_dir),
                 "run_dir": str(self.run_dir),
                 "control_pid": os.getpid(),
+                "package_dir": str(_PACKAGE_DIR),
                 "buffers": {b: handles[b] for b in sorted(used)},
             }
             path = self._runtime / f"{name}.yaml"
@@ -179,10 +202,35 @@ class Control:
             paths[name] = path
         return paths
 
+    def _note_no_display(self) -> bool:
+        """Says once per run that the plot workers are skipped without a display.
+
+        Returns:
+            Whether the note was printed (the plot workers then do not repeat it).
+        """
+        plots = [
+            name
+            for name, w in self.setup.workers.items()
+            if w.file is None and w.function.split(".")[0] in ("observers", "visualizers")
+        ]
+        if not plots:
+            return False
+        from mimocorb2._plotting import _environment_problem
+
+        problem = _environment_problem()
+        if problem is None:
+            return False
+        note = f"no display: the plot workers {', '.join(plots)} are skipped; {problem}"
+        _log.info(note)
+        print(f"mimocorb2: {note}", file=sys.stderr)
+        return True
+
     def start_workers(self) -> None:
         """Starts every worker process (fresh interpreters)."""
         specs = self._write_worker_specs()
         env = [("PYTHONUNBUFFERED", "1")]
+        if self._note_no_display():
+            env.append((NO_DISPLAY_NOTED_ENV, "1"))
         for name, w in self.setup.workers.items():
             restarts = w.max_restarts if w.restart == "on-failure" else 0
             for i in range(w.number_of_processes):
@@ -190,7 +238,9 @@ class Control:
                     f"{name}_{i}",
                     name,
                     sys.executable,
-                    ["-m", "mimocorb2._worker_main", str(specs[name]), str(i)],
+                    # -P (safe path): not the current directory first on sys.path, so that a
+                    # mimocorb2/ folder there (e.g. a mimoCoRB2 checkout) is not imported.
+                    ["-P", "-m", "mimocorb2._worker_main", str(specs[name]), str(i)],
                     str(self.run_dir / "logs" / f"{name}.log"),
                     env,
                     restarts,
@@ -226,6 +276,11 @@ class Control:
             _log.info("buffers %s: %s", which, action)
         elif kind == "worker":
             names = None if which == "all" else list(which)
+            self._stopped_by_user.update(
+                p["name"]
+                for p in self._procs
+                if p["alive"] and (names is None or p["worker"] in names)
+            )
             grace = 0.0 if action == "kill" else 2.0
             threading.Thread(
                 target=self.supervisor.terminate, args=(names, grace), daemon=True
@@ -244,7 +299,8 @@ class Control:
         workers: dict[str, dict[str, Any]] = {}
         for p in procs:
             w = workers.setdefault(
-                p["worker"], {"processes": 0, "cpu_percent": 0.0, "failed": 0, "restarts": 0}
+                p["worker"],
+                {"processes": 0, "cpu_percent": 0.0, "failed": 0, "stopped": 0, "restarts": 0},
             )
             prev_t, prev_cpu = self._cpu_prev.get(p["name"], (now, p["cpu_seconds"]))
             cpu = 100.0 * (p["cpu_seconds"] - prev_cpu) / (now - prev_t) if now > prev_t else 0.0
@@ -252,14 +308,19 @@ class Control:
             if p["alive"]:
                 w["processes"] += 1
                 w["cpu_percent"] += cpu
+            elif self._was_stopped(p):
+                w["stopped"] += 1
             elif p["exit_code"] != 0:
                 w["failed"] += 1
             w["restarts"] += p["restarts"]
         for w in workers.values():
             if w["processes"]:
                 w["cpu_percent"] /= w["processes"]
+        buffers = {name: buf.get_stats() for name, buf in self.buffers.items()}
+        for name, b in buffers.items():
+            b["recent_deadtime"] = self._recent_deadtime.update(name, now, b)
         return {
-            "buffers": {name: buf.get_stats() for name, buf in self.buffers.items()},
+            "buffers": buffers,
             "workers": workers,
             "time_active": now - self._started if self._started else 0.0,
             "total_processes_alive": sum(1 for p in procs if p["alive"]),
@@ -273,9 +334,25 @@ class Control:
             me.cpu_percent(None)
         return float(me.cpu_percent(None))
 
+    def _was_stopped(self, p: dict[str, Any]) -> bool:
+        """Whether a process was ended by the user (a worker shutdown command), not crashed."""
+        return p["name"] in self._stopped_by_user and p["exit_code"] in (None, 0, 130, 143)
+
     def failures(self) -> list[dict[str, Any]]:
-        """Processes that ended with an error (exit code or signal), with their last lines."""
-        return [p for p in self._procs if not p["alive"] and p["exit_code"] != 0]
+        """Processes that ended with an error (exit code or signal), with their last lines.
+
+        Processes ended by a worker shutdown command (Kill Workers, ``shutdown workers``,
+        Ctrl-C twice) are not failures: see :meth:`stopped_by_user`.
+        """
+        return [
+            p
+            for p in self._procs
+            if not p["alive"] and p["exit_code"] != 0 and not self._was_stopped(p)
+        ]
+
+    def stopped_by_user(self) -> list[dict[str, Any]]:
+        """Processes ended by a worker shutdown command (by a signal, not by their own error)."""
+        return [p for p in self._procs if not p["alive"] and self._was_stopped(p)]
 
     # ----- running -----
 
@@ -319,6 +396,7 @@ class Control:
             if stats_logger is not None:
                 stats_logger.close(final_stats)
             terminal.stop()
+            terminal.summary(final_stats)
             try:
                 self._report()
                 self._gui_finish(final_stats)
@@ -450,19 +528,50 @@ class Control:
             buf.send_flush_event()
 
     def _report(self) -> None:
+        """The final summary: failed workers (once, no traceback), stopped ones, the outcome."""
         failed = self.failures()
+        stopped = self.stopped_by_user()
         self.exit_code = 1 if failed else 0
         for p in failed:
-            how = (
-                f"exit code {p['exit_code']}"
-                if p["exit_code"] is not None
-                else (f"signal {p['signal']}")
+            tail = [line for line in p["tail"] if line.strip()]
+            _log.error(
+                "process %s failed (%s); last output:\n    %s",
+                p["name"],
+                _how_ended(p),
+                "\n    ".join(p["tail"][-10:]),
             )
-            lines = "\n    ".join(p["tail"][-10:])
-            msg = f"process {p['name']} failed ({how}); last output:\n    {lines}"
-            _log.error(msg)
-            print(f"mimocorb2: {msg}", file=sys.stderr)
+            where = f"logs/{p['worker']}.log"
+            if any(line.startswith("Traceback") for line in tail):
+                where = f"the traceback is above and in {where}"
+            last = f": {tail[-1].strip()}" if tail else ""
+            print(
+                f"mimocorb2: worker '{p['worker']}' failed: process {p['name']} "
+                f"{_how_ended(p)}{last} ({where})",
+                file=sys.stderr,
+            )
+        if stopped:
+            by_worker = {w: sum(p["worker"] == w for p in stopped) for w in self.setup.workers}
+            names = ", ".join(f"{w} ({n})" for w, n in by_worker.items() if n)
+            print(f"mimocorb2: processes stopped by the user: {names}", file=sys.stderr)
         lost = {n: b.get_stats()["lost"] for n, b in self.buffers.items()}
         if any(lost.values()):
             print(f"mimocorb2: events lost with crashed readers: {lost}", file=sys.stderr)
-        print(f"mimocorb2: run finished; results in {self.run_dir}", file=sys.stderr)
+        if failed or stopped:
+            workers = sorted({p["worker"] for p in failed})
+            why = (
+                f"worker{'s' if len(workers) > 1 else ''} {', '.join(workers)} failed"
+                if failed
+                else "workers were stopped by the user"
+            )
+            (self.run_dir / PARTIAL_MARKER).write_text(
+                f"The results in this directory are partial: {why}.\n"
+                "See mimocorb2.log and logs/ for what happened.\n"
+            )
+            outcome = f"FAILED ({why})" if failed else "stopped by the user"
+            print(
+                f"mimocorb2: run finished: {outcome}; the results in {self.run_dir} are "
+                f"PARTIAL (see {PARTIAL_MARKER} there)",
+                file=sys.stderr,
+            )
+        else:
+            print(f"mimocorb2: run finished; results in {self.run_dir}", file=sys.stderr)

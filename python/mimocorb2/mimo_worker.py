@@ -377,7 +377,7 @@ def run_worker(function: Callable[[BufferIO], Any], buffer_io: BufferIO) -> int:
         code = 130
     except Exception:
         code = 1
-        logger.error("worker '%s' failed", buffer_io.name, exc_info=True)
+        logger.error("the worker function raised an exception", exc_info=True)
         if not _logs_to_stderr(logger):
             print(
                 f"worker '{buffer_io.name}' failed:\n{traceback.format_exc()}",

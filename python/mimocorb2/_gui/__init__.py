@@ -118,7 +118,7 @@ def _open_channel(control: Control) -> tuple[IO[bytes], IO[bytes], Any]:
     env.setdefault("PYTHONUNBUFFERED", "1")
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "mimocorb2._gui"],
+            [sys.executable, "-P", "-m", "mimocorb2._gui"],  # -P: not the cwd's mimocorb2/
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,
