@@ -93,7 +93,11 @@ impl Writer {
             Ok(None) => return Ok(None),
             Err(e) => Err(e),
         };
-        let s = if self.end_wait(n)? == 0 { TRASH } else { one[0] };
+        let s = if self.end_wait(n)? == 0 {
+            TRASH
+        } else {
+            one[0]
+        };
         self.held = Some((s, now_ns().saturating_sub(t0)));
         Ok(Some(s))
     }

@@ -9,8 +9,8 @@
 //! The Python bindings (feature `python`) live in `py/` and only adapt arguments.
 
 pub mod clock;
-pub mod fault;
 pub mod error;
+pub mod fault;
 pub mod handles;
 pub mod layout;
 pub mod metadata;

@@ -10,7 +10,9 @@ static RINGS: Mutex<Vec<(u64, Weak<Mapping>)>> = Mutex::new(Vec::new());
 
 /// Remembers the mapping of buffer `id` (weakly: the registry keeps nothing alive).
 pub(crate) fn remember(id: u64, map: &Arc<Mapping>) {
-    let mut v = RINGS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut v = RINGS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     v.retain(|(_, w)| w.strong_count() > 0);
     if !v.iter().any(|(i, _)| *i == id) {
         v.push((id, Arc::downgrade(map)));
@@ -21,7 +23,9 @@ pub(crate) fn remember(id: u64, map: &Arc<Mapping>) {
 /// that buffer.
 pub(crate) fn writer_commits(id: u64, reg: u64) -> Option<u64> {
     let map = {
-        let v = RINGS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let v = RINGS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         v.iter().find(|(i, _)| *i == id)?.1.upgrade()?
     };
     let ring = crate::ring::Ring::from_shared(map).ok()?;

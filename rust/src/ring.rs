@@ -307,10 +307,8 @@ impl Ring {
     /// hold the slot (or be an observer that validates its copy).
     #[must_use]
     pub fn slot_ptr(&self, slot: u32) -> Option<*mut u8> {
-        (slot < self.geo.slot_count).then(|| {
-            self.base
-                .wrapping_add(self.geo.slot_offset(slot) as usize)
-        })
+        (slot < self.geo.slot_count)
+            .then(|| self.base.wrapping_add(self.geo.slot_offset(slot) as usize))
     }
 
     /// Start of the whole region and its length (for the zero-copy Python views).

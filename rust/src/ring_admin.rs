@@ -413,9 +413,9 @@ impl Ring {
             lost_unread: self.ctr(ctr::LOST_UNREAD),
             aborted_writes: self.ctr(ctr::ABORTED_WRITES),
             repairs: self.ctr(ctr::REPAIRS),
-            held_slots: self.slot_count().saturating_sub(
-                (self.filled().len() + self.empty().len()) as u32,
-            ),
+            held_slots: self
+                .slot_count()
+                .saturating_sub((self.filled().len() + self.empty().len()) as u32),
             active_writers: active,
             crashed_writers: self
                 .writers()

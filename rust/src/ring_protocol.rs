@@ -277,7 +277,9 @@ impl Ring {
             self.sweep_while_waiting(&mut sweep);
             self.try_acquire_write_many(out).transpose()
         })
-        .ok_or_else(|| Error::Timeout(format!("no free slot in buffer '{}' in time", self.name())))?
+        .ok_or_else(|| {
+            Error::Timeout(format!("no free slot in buffer '{}' in time", self.name()))
+        })?
     }
 
     /// Non-blocking [`Ring::acquire_write_many`]: `Ok(None)` when no slot is free.
@@ -637,7 +639,7 @@ impl Ring {
                 }
                 SLOT_READING => {
                     let reg = rec.reserved.load(Ordering::Relaxed) as u32;
-                    if self.forward_delivered(rec) {
+                    if Self::forward_delivered(rec) {
                         self.plan_consumed(&mut plan, 1, Disposition::Consumed, reg);
                     } else {
                         lost += 1;
@@ -658,7 +660,7 @@ impl Ring {
         (writing, lost)
     }
 
-    fn forward_delivered(&self, rec: &SlotRecord) -> bool {
+    fn forward_delivered(rec: &SlotRecord) -> bool {
         if rec.intent.load(Ordering::Acquire) != INTENT_FORWARD {
             return false;
         }

@@ -52,11 +52,7 @@ impl Ring {
     /// # Errors
     /// As [`Ring::commit_many`].
     pub fn commit(&self, slot: u32, stamp: Option<f64>) -> Result<()> {
-        self.commit_many(
-            &[slot],
-            stamp.map(|d| (d, crate::clock::now_ns())),
-            NO_REG,
-        )
+        self.commit_many(&[slot], stamp.map(|d| (d, crate::clock::now_ns())), NO_REG)
     }
 
     /// Returns one slot taken for writing unpublished.

@@ -287,8 +287,8 @@ impl Reader {
 
     /// Records that the held event is about to be committed through `writer`, so that a crash
     /// before this reader releases it counts the event as delivered, not lost.
-    fn mark_forward(&self, writer: PyRef<'_, Writer>) -> PyResult<()> {
-        Ok(self.inner.mark_forward(&writer.inner)?)
+    fn mark_forward(&self, writer: &Bound<'_, Writer>) -> PyResult<()> {
+        Ok(self.inner.mark_forward(&writer.borrow().inner)?)
     }
 
     /// Copies up to `max` events (metadata + data rows) into `dst`; returns how many, 0 at the

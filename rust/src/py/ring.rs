@@ -164,7 +164,10 @@ impl Buffer {
                 let d = PyDict::new(py);
                 d.set_item("role", if r.writer { "writer" } else { "reader" })?;
                 d.set_item("pid", r.pid)?;
-                d.set_item("state", STATES.get(r.state as usize).copied().unwrap_or("?"))?;
+                d.set_item(
+                    "state",
+                    STATES.get(r.state as usize).copied().unwrap_or("?"),
+                )?;
                 d.set_item("tag", r.tag)?;
                 d.set_item("events", r.events)?;
                 d.set_item("filtered", r.filtered)?;
