@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use crate::clock::{now_ns, pid};
 use crate::error::{Error, Result};
 use crate::metadata::METADATA_SIZE;
-use crate::ring::{Grant, Ring, TRASH};
+use crate::ring::{Ring, TRASH};
+use crate::ring_protocol::{Disposition, NO_REG};
 
 fn deadline(timeout: Option<Duration>) -> Option<Instant> {
     timeout.map(|t| Instant::now() + t)
@@ -68,17 +69,11 @@ impl Writer {
             )));
         }
         let t0 = *self.wait_start.get_or_insert_with(now_ns);
-        let grant = match self.ring.try_acquire_write() {
-            Ok(Some(g)) => Ok(g),
-            Ok(None) => self.ring.acquire_write(deadline(timeout)),
-            Err(e) => Err(e),
-        };
-        let grant = self.end_wait(grant)?;
+        let mut one = [0u32];
+        let grant = self.ring.acquire_write_many(&mut one, deadline(timeout));
+        let n = self.end_wait(grant)?;
         let waited = now_ns().saturating_sub(t0);
-        let slot = match grant {
-            Grant::Slot(s) => s,
-            Grant::Trash => TRASH,
-        };
+        let slot = if n == 0 { TRASH } else { one[0] };
         self.held = Some((slot, waited));
         Ok(slot)
     }
@@ -92,14 +87,16 @@ impl Writer {
             return self.acquire(None).map(Some);
         }
         let t0 = *self.wait_start.get_or_insert_with(now_ns);
-        let grant = match self.ring.try_acquire_write() {
-            Ok(Some(g)) => Ok(g),
+        let mut one = [0u32];
+        let n = match self.ring.try_acquire_write_many(&mut one) {
+            Ok(Some(n)) => Ok(n),
             Ok(None) => return Ok(None),
             Err(e) => Err(e),
         };
-        let s = match self.end_wait(grant)? {
-            Grant::Slot(s) => s,
-            Grant::Trash => TRASH,
+        let s = if self.end_wait(n)? == 0 {
+            TRASH
+        } else {
+            one[0]
         };
         self.held = Some((s, now_ns().saturating_sub(t0)));
         Ok(Some(s))
@@ -127,7 +124,13 @@ impl Writer {
             self.ring.account_writer_time(waited, elapsed);
         }
         self.ring
-            .commit_many(&[slot], stamp.then_some((deadtime, now)))
+            .commit_many(&[slot], stamp.then_some((deadtime, now)), self.reg())
+    }
+
+    /// This writer's registration index ([`NO_REG`] after it finished).
+    #[must_use]
+    pub fn reg(&self) -> u32 {
+        self.registration.map_or(NO_REG, |r| r as u32)
     }
 
     /// Returns the held slot unpublished.
@@ -136,7 +139,7 @@ impl Writer {
     /// [`Error::SlotReleased`] when nothing is held.
     pub fn abort(&mut self) -> Result<()> {
         let (slot, _) = self.held.take().ok_or_else(|| self.nothing_held())?;
-        self.ring.abort(slot)
+        self.ring.abort_many(&[slot])
     }
 
     fn nothing_held(&self) -> Error {
@@ -193,7 +196,7 @@ impl Writer {
             // Paused: the whole batch is discarded and counted.
             let k = slots.len();
             self.ring
-                .commit_many(&vec![TRASH; k], stamp.then_some((0.0, now)))?;
+                .commit_many(&vec![TRASH; k], stamp.then_some((0.0, now)), NO_REG)?;
             return Ok(k);
         }
         for (i, &s) in slots[..n].iter().enumerate() {
@@ -203,7 +206,7 @@ impl Writer {
         self.ring.account_writer_time(waited, elapsed);
         let deadtime = (waited as f64 / elapsed as f64).min(1.0);
         self.ring
-            .commit_many(&slots[..n], stamp.then_some((deadtime, now)))?;
+            .commit_many(&slots[..n], stamp.then_some((deadtime, now)), self.reg())?;
         Ok(n)
     }
 
@@ -211,7 +214,7 @@ impl Writer {
     /// is done. Returns true if this ended the buffer. Idempotent.
     pub fn finish(&mut self) -> bool {
         if let Some((s, _)) = self.held.take() {
-            let _ = self.ring.abort(s);
+            let _ = self.ring.abort_many(&[s]);
         }
         match self.registration.take() {
             Some(r) => self.ring.writer_done(r),
@@ -220,18 +223,26 @@ impl Writer {
     }
 }
 
-/// A reader of one process.
+/// A reader of one process. Registers itself (for the per-worker counts of the ledger).
 #[derive(Debug)]
 pub struct Reader {
     ring: Arc<Ring>,
     held: Option<u32>,
+    reg: u32,
+    how: Disposition,
 }
 
 impl Reader {
     /// A reader over `ring`.
     #[must_use]
     pub fn new(ring: Arc<Ring>) -> Reader {
-        Reader { ring, held: None }
+        let reg = ring.register_reader(pid()).map_or(NO_REG, |r| r as u32);
+        Reader {
+            ring,
+            held: None,
+            reg,
+            how: Disposition::Consumed,
+        }
     }
 
     /// Takes the next event's slot; `Ok(None)` at the end of the stream.
@@ -245,9 +256,13 @@ impl Reader {
                 self.ring.name()
             )));
         }
-        let r = self.ring.acquire_read(deadline(timeout))?;
-        self.held = r;
-        Ok(r)
+        let mut one = [0u32];
+        let n = self
+            .ring
+            .acquire_read_many(&mut one, deadline(timeout), self.reg)?;
+        self.held = (n == 1).then_some(one[0]);
+        self.how = Disposition::Consumed;
+        Ok(self.held)
     }
 
     /// The slot currently held, if any.
@@ -265,11 +280,39 @@ impl Reader {
         if self.held.is_some() {
             return self.acquire(None).map(Some);
         }
-        let r = self.ring.try_acquire_read()?;
-        if let Some(Some(s)) = r {
-            self.held = Some(s);
+        let mut one = [0u32];
+        Ok(self
+            .ring
+            .try_acquire_read_many(&mut one, self.reg)
+            .map(|n| {
+                self.held = (n == 1).then_some(one[0]);
+                self.how = Disposition::Consumed;
+                self.held
+            }))
+    }
+
+    /// Sets what the release of the held event counts as (filtered out, dropped).
+    pub fn set_disposition(&mut self, how: Disposition) {
+        self.how = how;
+    }
+
+    /// Records that the held event is being forwarded through `writer`: call right before its
+    /// commit, so that if this process dies before releasing the event, reclaim counts it as
+    /// delivered once that commit happened.
+    ///
+    /// # Errors
+    /// [`Error::SlotReleased`] when nothing is held.
+    pub fn mark_forward(&self, writer: &Writer) -> Result<()> {
+        let Some(s) = self.held else {
+            return Err(Error::SlotReleased("this reader holds no slot".into()));
+        };
+        let reg = writer.reg();
+        if reg == NO_REG {
+            return Ok(());
         }
-        Ok(r)
+        let done = writer.ring().writer_events(reg as usize).unwrap_or(0);
+        self.ring
+            .mark_forward(s, writer.ring().instance_id()[0], reg, done + 1)
     }
 
     /// Gives the held slot back.
@@ -283,7 +326,7 @@ impl Reader {
                 self.ring.name()
             ))
         })?;
-        self.ring.release(s)
+        self.ring.release_many(&[s], self.how, self.reg)
     }
 
     /// Copies up to `max` events (metadata + data rows) into `dst` in one hand-off; returns how
@@ -311,11 +354,14 @@ impl Reader {
             )));
         }
         let mut slots = vec![0u32; max.min(self.ring.slot_count() as usize)];
-        let n = self.ring.acquire_read_many(&mut slots, deadline(timeout))?;
+        let n = self
+            .ring
+            .acquire_read_many(&mut slots, deadline(timeout), self.reg)?;
         for (i, &s) in slots[..n].iter().enumerate() {
             self.ring.copy_out(s, &mut dst[i * row..(i + 1) * row]);
         }
-        self.ring.release_many(&slots[..n])?;
+        self.ring
+            .release_many(&slots[..n], Disposition::Consumed, self.reg)?;
         Ok(n)
     }
 }
@@ -323,7 +369,10 @@ impl Reader {
 impl Drop for Reader {
     fn drop(&mut self) {
         if let Some(s) = self.held.take() {
-            let _ = self.ring.release(s);
+            let _ = self.ring.release_many(&[s], self.how, self.reg);
+        }
+        if self.reg != NO_REG {
+            self.ring.reader_done(self.reg as usize);
         }
     }
 }
@@ -331,7 +380,7 @@ impl Drop for Reader {
 impl Drop for Writer {
     fn drop(&mut self) {
         if let Some((s, _)) = self.held.take() {
-            let _ = self.ring.abort(s);
+            let _ = self.ring.abort_many(&[s]);
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The `#[repr(C)]` layout of one buffer's shared-memory region.
 //!
 //! ```text
-//! [Header | SharedState | empty TokenQueue | filled TokenQueue | SlotRecord × n | WriterEntry × W | slots]
+//! [Header | SharedState | empty Fifo | filled Fifo | SlotRecord × n | writer RegEntry × W | reader RegEntry × R | slots]
 //! ```
 //!
 //! Everything is addressed by offsets from the start of the mapping, never by pointers, because
@@ -13,18 +13,20 @@
 
 use crate::metadata::METADATA_SIZE;
 use crate::sync::{AtomicU32, AtomicU64, CachePadded};
-use crate::token_queue::{QueueCell, QueueHeader, Waker};
+use crate::token_queue::{FifoHeader, Waker};
 
 /// `b"MIMOCRB2"` as a little-endian integer.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"MIMOCRB2");
 /// Version of this layout; bumped on every incompatible change.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Longest buffer name in bytes.
 pub const MAX_NAME: usize = 240;
 /// Longest dtype description (JSON text) in bytes.
 pub const MAX_DTYPE: usize = 8192;
 /// Number of writer registrations a buffer can track.
 pub const MAX_WRITERS: usize = 256;
+/// Number of reader registrations a buffer can track.
+pub const MAX_READERS: usize = 256;
 /// Largest slot count.
 pub const MAX_SLOTS: u32 = 1 << 20;
 /// Slot stride alignment (a cache line).
@@ -63,7 +65,7 @@ pub struct Header {
     pub off_filled: u64,
     /// Offset of the [`SlotRecord`] array.
     pub off_records: u64,
-    /// Offset of the [`WriterEntry`] array.
+    /// Offset of the writer [`RegEntry`] array (the reader entries follow it).
     pub off_writers: u64,
     /// Offset of slot 0 (aligned to a page).
     pub off_slots: u64,
@@ -86,17 +88,45 @@ pub const END_DRAINED: u32 = 1;
 /// Shut down at once by a forced flush.
 pub const END_FORCED: u32 = 2;
 
+/// Indices of the event counters in [`SharedState::counters`]. Every counter that a protocol
+/// step changes is set to an absolute value written in the [`Journal`] first, so replaying a
+/// half-done step is harmless.
+pub mod ctr {
+    /// Committed events; also the commit sequence number of the newest event.
+    pub const COMMITTED: usize = 0;
+    /// Next event number handed out by a stamping commit.
+    pub const NEXT_COUNTER: usize = 1;
+    /// `(commit sequence << 24) | slot` of the most recent commit; 0 = none yet.
+    pub const LATEST: usize = 2;
+    /// Events a reader released after processing them (whatever it decided about them).
+    pub const CONSUMED: usize = 3;
+    /// Events overwritten by an `overwrite` buffer before anybody read them.
+    pub const OVERWRITTEN: usize = 4;
+    /// Events lost because the reader holding them died.
+    pub const LOST_READER_CRASHED: usize = 5;
+    /// Events still unread when the buffer was shut down with nobody left to read them.
+    pub const LOST_UNREAD: usize = 6;
+    /// Slots a writer held when it died or gave up (never committed, so no event of the ledger).
+    pub const ABORTED_WRITES: usize = 7;
+    /// Sum of the `deadtime` fields of committed events, as f64 bits.
+    pub const DEADTIME_SUM: usize = 8;
+    /// Unix time in ns of the first commit (0 before it).
+    pub const FIRST_COMMIT_NS: usize = 9;
+    /// Times the lock was taken over from a dead holder and the ring repaired.
+    pub const REPAIRS: usize = 10;
+    /// Number of counters.
+    pub const COUNT: usize = 12;
+}
+
 /// Mutable state shared by all processes. Hot words sit on cache lines of their own.
 #[repr(C)]
 #[derive(Debug)]
 pub struct SharedState {
-    /// Committed events (including ones later overwritten; excluding discarded ones). Also the
-    /// commit sequence number of the newest event.
-    pub event_count: CachePadded<AtomicU64>,
-    /// Next event number handed out by a stamping commit.
-    pub next_counter: CachePadded<AtomicU64>,
-    /// `(commit sequence << 24) | slot` of the most recent commit; 0 = none yet.
-    pub latest: CachePadded<AtomicU64>,
+    /// The ring lock: pid of the holder (0 = free), bit 31 set while someone sleeps on it.
+    /// Every change of a slot's owner and of a queue happens under it (see `plock.rs`).
+    pub lock: CachePadded<AtomicU32>,
+    /// Event counters, indexed by the constants of [`ctr`].
+    pub counters: CachePadded<[AtomicU64; ctr::COUNT]>,
     /// Futex word and sleeper count of the observers (bumped on commits while they sleep).
     pub observe: CachePadded<Waker>,
     /// [`END_OPEN`], [`END_DRAINED`] or [`END_FORCED`].
@@ -107,32 +137,59 @@ pub struct SharedState {
     pub expected_writers: AtomicU32,
     /// Writers registered so far.
     pub writers_registered: AtomicU32,
-    /// Writers whose process died while registered.
-    pub writers_crashed: AtomicU32,
-    /// Commits that are between their end check and their publication (written on every
-    /// commit, so on a cache line of its own: readers spinning on the flags above must not
-    /// steal the writer's line).
-    pub inflight_commits: CachePadded<AtomicU32>,
-    /// Events discarded while paused (starts the writers' statistics line).
+    /// Process id of the supervisor that reclaims dead processes (0: none; then waiting
+    /// endpoints reclaim dead processes themselves).
+    pub supervisor_pid: AtomicU32,
+    /// Reserved.
+    pub reserved: AtomicU32,
+    /// Events discarded while paused (counted outside the lock: one atomic add).
     pub paused_count: CachePadded<AtomicU64>,
-    /// Events overwritten by an `overwrite` buffer.
-    pub overwritten: AtomicU64,
     /// Nanoseconds writers spent waiting for a free slot.
     pub wait_ns: AtomicU64,
     /// Nanoseconds between successive commits of each writer (the denominator of the dead time).
     pub elapsed_ns: AtomicU64,
-    /// Sum of the `deadtime` fields of committed events, as f64 bits.
-    pub deadtime_sum_bits: AtomicU64,
-    /// Events lost because their reader died while holding them (starts the rare line).
-    pub lost: CachePadded<AtomicU64>,
     /// Unix time in ns of the rate sample.
     pub rate_t_ns: AtomicU64,
     /// Event count at the rate sample.
     pub rate_count: AtomicU64,
     /// Rate (events/s, f64 bits) computed at the last sample.
     pub rate_bits: AtomicU64,
-    /// Unix time in ns of the first commit (0 before it).
-    pub first_commit_ns: AtomicU64,
+    /// Redo record of the protocol step in progress.
+    pub journal: CachePadded<Journal>,
+}
+
+/// Slots one journalled step can change (larger batches take several steps).
+pub const JOURNAL_SLOTS: usize = 64;
+/// Words (counters) one journalled step can set.
+pub const JOURNAL_WORDS: usize = 8;
+
+/// Redo record of one protocol step, written under the ring lock before the step changes
+/// anything: the new owner state of some slots and the new absolute values of some counters.
+/// Applying it is idempotent, so whoever takes the lock over from a dead holder replays it
+/// (roll forward) and rebuilds the queues from the slot records.
+#[repr(C)]
+#[derive(Debug)]
+pub struct Journal {
+    /// 1 while the record is valid (written last, cleared when the step is done).
+    pub active: AtomicU32,
+    /// Number of valid entries of `slots`.
+    pub n_slots: AtomicU32,
+    /// `SLOT_*` state the slots get.
+    pub new_state: AtomicU32,
+    /// Holder pid the slots get (writing, reading), 0 otherwise.
+    pub new_holder: AtomicU32,
+    /// Commit sequence number of the first slot (for `SLOT_FILLED`).
+    pub seq0: AtomicU64,
+    /// Number of valid entries of `word_id` / `word_val`.
+    pub n_words: AtomicU32,
+    /// Reserved.
+    pub reserved: AtomicU32,
+    /// Which word each entry sets (see `Ring::word`).
+    pub word_id: [AtomicU32; JOURNAL_WORDS],
+    /// The absolute value each entry sets.
+    pub word_val: [AtomicU64; JOURNAL_WORDS],
+    /// The slots.
+    pub slots: [AtomicU32; JOURNAL_SLOTS],
 }
 
 /// Slot is in the empty queue.
@@ -144,7 +201,12 @@ pub const SLOT_FILLED: u32 = 2;
 /// A reader holds the slot.
 pub const SLOT_READING: u32 = 3;
 
-/// Ownership record of one slot.
+/// No forwarding intent recorded.
+pub const INTENT_NONE: u32 = 0;
+/// The reader is forwarding this event to another buffer (see [`SlotRecord::fwd_ring`]).
+pub const INTENT_FORWARD: u32 = 1;
+
+/// Ownership record of one slot: the truth from which the queues can be rebuilt.
 #[repr(C)]
 #[derive(Debug)]
 pub struct SlotRecord {
@@ -154,11 +216,17 @@ pub struct SlotRecord {
     pub holder: AtomicU32,
     /// Number of holders (1 today; reader groups will let several hold one slot).
     pub holders: AtomicU32,
+    /// [`INTENT_NONE`] or [`INTENT_FORWARD`], written by the reading holder before it commits
+    /// the event downstream, so that reclaim can tell a delivered event from a lost one.
+    pub intent: AtomicU32,
+    /// Instance id (first word) of the buffer the event is forwarded to.
+    pub fwd_ring: AtomicU64,
+    /// Writer registration in that buffer.
+    pub fwd_reg: AtomicU64,
+    /// The event counts as delivered once that registration's commit count reaches this.
+    pub fwd_commits: AtomicU64,
     /// Reserved.
-    pub reserved: AtomicU32,
-    /// Padding to a cache line, so that a reader and a writer handling neighbouring slots do
-    /// not share a line.
-    pub pad: [u64; 4],
+    pub reserved: AtomicU64,
     /// Seqlock version: odd while a writer fills the slot, even when stable.
     pub version: AtomicU64,
     /// Commit sequence number of the event the slot holds.
@@ -166,23 +234,45 @@ pub struct SlotRecord {
 }
 
 /// Registration is free.
-pub const WRITER_FREE: u64 = 0;
-/// Writer is registered and has not finished.
-pub const WRITER_ACTIVE: u64 = 1;
-/// Writer finished (sent its flush).
-pub const WRITER_DONE: u64 = 2;
-/// Writer's process died while registered.
-pub const WRITER_CRASHED: u64 = 3;
+pub const REG_FREE: u64 = 0;
+/// Endpoint is registered and has not finished.
+pub const REG_ACTIVE: u64 = 1;
+/// Endpoint finished (a writer sent its flush; a reader was closed).
+pub const REG_DONE: u64 = 2;
+/// Endpoint's process died while registered.
+pub const REG_CRASHED: u64 = 3;
+/// A writer's process died and will be restarted: neither active nor finished; its
+/// replacement takes the registration over.
+pub const REG_RESTARTING: u64 = 4;
+/// Writer registration states (aliases kept for readability).
+pub const WRITER_FREE: u64 = REG_FREE;
+/// See [`REG_ACTIVE`].
+pub const WRITER_ACTIVE: u64 = REG_ACTIVE;
+/// See [`REG_DONE`].
+pub const WRITER_DONE: u64 = REG_DONE;
+/// See [`REG_CRASHED`].
+pub const WRITER_CRASHED: u64 = REG_CRASHED;
 
-/// One writer registration: `(pid << 32) | state`.
+/// One endpoint registration (writer or reader): packed pid and state, the worker tag of the
+/// process and its event counters (they survive the process, for the run's ledger).
 #[repr(C)]
 #[derive(Debug)]
-pub struct WriterEntry {
-    /// Packed pid and state.
+pub struct RegEntry {
+    /// `(pid << 32) | state`.
     pub word: AtomicU64,
+    /// Worker tag of the process (`MIMOCORB2_WORKER_TAG`, 0 when unset).
+    pub tag: AtomicU64,
+    /// Writer: events committed. Reader: events released (read to the end).
+    pub events: AtomicU64,
+    /// Reader: events released as filtered out.
+    pub filtered: AtomicU64,
+    /// Reader: events released as dropped (the worker's sink had ended).
+    pub dropped: AtomicU64,
+    /// Reserved.
+    pub reserved: [AtomicU64; 3],
 }
 
-/// Packs a writer entry.
+/// Packs a registration word.
 #[must_use]
 pub fn writer_word(pid: u32, state: u64) -> u64 {
     (u64::from(pid) << 32) | state
@@ -190,7 +280,7 @@ pub fn writer_word(pid: u32, state: u64) -> u64 {
 
 const _: () = assert!(std::mem::size_of::<Header>() % 8 == 0);
 const _: () = assert!(std::mem::size_of::<SlotRecord>() == 64);
-const _: () = assert!(std::mem::size_of::<WriterEntry>() == 8);
+const _: () = assert!(std::mem::size_of::<RegEntry>() == 64);
 const _: () = assert!(METADATA_SIZE == 24);
 
 /// Offsets of every part of a region with the given geometry.
@@ -234,8 +324,7 @@ impl Geometry {
     pub fn new(slot_count: u32, data_size: u64) -> Option<Geometry> {
         let queue_capacity = slot_count.checked_next_power_of_two()?.max(2);
         let slot_stride = align_up((METADATA_SIZE as u64).checked_add(data_size)?, SLOT_ALIGN);
-        let queue_bytes = std::mem::size_of::<QueueHeader>() as u64
-            + u64::from(queue_capacity) * std::mem::size_of::<QueueCell>() as u64;
+        let queue_bytes = std::mem::size_of::<FifoHeader>() as u64 + u64::from(queue_capacity) * 4;
         let off_state = align_up(std::mem::size_of::<Header>() as u64, 128);
         let off_empty = align_up(off_state + std::mem::size_of::<SharedState>() as u64, 128);
         let off_filled = align_up(off_empty + queue_bytes, 128);
@@ -245,7 +334,7 @@ impl Geometry {
             128,
         );
         let off_slots = align_up(
-            off_writers + (MAX_WRITERS * std::mem::size_of::<WriterEntry>()) as u64,
+            off_writers + ((MAX_WRITERS + MAX_READERS) * std::mem::size_of::<RegEntry>()) as u64,
             PAGE,
         );
         let total_size = off_slots.checked_add(slot_stride.checked_mul(u64::from(slot_count))?)?;

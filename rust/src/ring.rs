@@ -17,20 +17,17 @@
 //! the slots of a dead process.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::clock::{now_ns, pid};
 use crate::error::{Error, Result};
 use crate::layout::{
-    Geometry, Header, SharedState, SlotRecord, WriterEntry, END_FORCED, END_OPEN, LAYOUT_VERSION,
-    MAGIC, MAX_DTYPE, MAX_NAME, MAX_SLOTS, MAX_WRITERS, SLOT_FILLED, SLOT_FREE, SLOT_READING,
-    SLOT_WRITING,
+    Geometry, Header, RegEntry, SharedState, SlotRecord, LAYOUT_VERSION, MAGIC, MAX_DTYPE,
+    MAX_NAME, MAX_READERS, MAX_SLOTS, MAX_WRITERS,
 };
 use crate::metadata::{SlotMetadata, METADATA_SIZE};
 use crate::shm::Mapping;
-use crate::sync::{fence, AtomicU64, Ordering};
-use crate::token_queue::{QueueCell, QueueHeader, TokenQueue};
-use crate::wait::{wait_until, wake};
+use crate::sync::{fence, AtomicU32, Ordering};
+use crate::token_queue::{Fifo, FifoHeader};
 
 /// Bits of the slot index in the `latest` word (the rest holds the commit sequence modulo 2^40,
 /// compared with wrap-around arithmetic, so the word never overflows).
@@ -68,15 +65,6 @@ fn random_id() -> [u64; 2] {
     let mut b = RandomState::new().build_hasher();
     b.write_u64(a.finish());
     [a.finish(), b.finish()]
-}
-
-/// Result of [`Ring::try_acquire_write`] and friends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Grant {
-    /// A real slot, now held by this process.
-    Slot(u32),
-    /// The buffer is paused: write into the local discard slot.
-    Trash,
 }
 
 impl Ring {
@@ -148,10 +136,10 @@ impl Ring {
             name: name.to_owned(),
             dtype: dtype.to_owned(),
         };
-        ring.empty().init();
-        ring.filled().init();
-        let all: Vec<u32> = (0..slot_count).collect();
-        ring.empty().push_batch(&all);
+        for s in 0..slot_count {
+            ring.empty().push(s);
+        }
+        crate::registry::remember(ring.instance_id()[0], &ring.map);
         fence(Ordering::SeqCst);
         Ok(ring)
     }
@@ -173,6 +161,11 @@ impl Ring {
     /// Never in practice; shares the checks of [`Ring::attach`].
     pub fn share(&self) -> Result<Ring> {
         Self::from_mapping(self.map.clone(), Some(self.instance_id()))
+    }
+
+    /// A handle over a mapping of this process (for the registry).
+    pub(crate) fn from_shared(map: Arc<Mapping>) -> Result<Ring> {
+        Self::from_mapping(map, None)
     }
 
     fn from_mapping(map: Arc<Mapping>, instance: Option<[u64; 2]>) -> Result<Ring> {
@@ -228,6 +221,7 @@ impl Ring {
                 "header geometry is inconsistent".into(),
             ));
         }
+        crate::registry::remember(hdr.instance_id[0], &map);
         let name = String::from_utf8_lossy(&hdr.name[..hdr.name_len as usize]).into_owned();
         let dtype = String::from_utf8_lossy(&hdr.dtype[..hdr.dtype_len as usize]).into_owned();
         Ok(Ring {
@@ -270,23 +264,22 @@ impl Ring {
         &self.slice_at::<SharedState>(self.geo.off_state, 1)[0]
     }
 
-    fn queue_at(&self, off: u64) -> TokenQueue<'_> {
+    fn queue_at(&self, off: u64) -> Fifo<'_> {
         let cap = self.geo.queue_capacity as usize;
-        let hdr = &self.slice_at::<QueueHeader>(off, 1)[0];
-        let cells =
-            self.slice_at::<QueueCell>(off + std::mem::size_of::<QueueHeader>() as u64, cap);
-        TokenQueue::new(hdr, cells)
+        let hdr = &self.slice_at::<FifoHeader>(off, 1)[0];
+        let cells = self.slice_at::<AtomicU32>(off + std::mem::size_of::<FifoHeader>() as u64, cap);
+        Fifo::new(hdr, cells)
     }
 
-    /// The queue of free slots.
+    /// The queue of free slots (changed only under the ring lock).
     #[must_use]
-    pub fn empty(&self) -> TokenQueue<'_> {
+    pub fn empty(&self) -> Fifo<'_> {
         self.queue_at(self.geo.off_empty)
     }
 
-    /// The queue of committed slots.
+    /// The queue of committed slots (changed only under the ring lock).
     #[must_use]
-    pub fn filled(&self) -> TokenQueue<'_> {
+    pub fn filled(&self) -> Fifo<'_> {
         self.queue_at(self.geo.off_filled)
     }
 
@@ -294,8 +287,13 @@ impl Ring {
         self.slice_at(self.geo.off_records, self.geo.slot_count as usize)
     }
 
-    pub(crate) fn writers(&self) -> &[WriterEntry] {
+    pub(crate) fn writers(&self) -> &[RegEntry] {
         self.slice_at(self.geo.off_writers, MAX_WRITERS)
+    }
+
+    pub(crate) fn readers(&self) -> &[RegEntry] {
+        let off = self.geo.off_writers + (MAX_WRITERS * std::mem::size_of::<RegEntry>()) as u64;
+        self.slice_at(off, MAX_READERS)
     }
 
     pub(crate) fn record(&self, slot: u32) -> Result<&SlotRecord> {
@@ -304,14 +302,13 @@ impl Ring {
             .ok_or_else(|| Error::SlotReleased(format!("no slot {slot} in buffer '{}'", self.name)))
     }
 
-    /// Pointer to the first byte (the metadata) of `slot`. The caller must hold the slot (or be
-    /// an observer that validates its copy) before touching the bytes.
+    /// Pointer to the first byte (the metadata) of `slot`, or `None` for a slot the buffer does
+    /// not have. Computing the pointer is safe; dereferencing it is up to the caller, who must
+    /// hold the slot (or be an observer that validates its copy).
     #[must_use]
-    pub fn slot_ptr(&self, slot: u32) -> *mut u8 {
-        debug_assert!(slot < self.geo.slot_count);
-        // SAFETY: `slot < slot_count` for every caller (tokens are slot indices), so the offset
-        // stays inside the region.
-        unsafe { self.base.add(self.geo.slot_offset(slot) as usize) }
+    pub fn slot_ptr(&self, slot: u32) -> Option<*mut u8> {
+        (slot < self.geo.slot_count)
+            .then(|| self.base.wrapping_add(self.geo.slot_offset(slot) as usize))
     }
 
     /// Start of the whole region and its length (for the zero-copy Python views).
@@ -374,330 +371,49 @@ impl Ring {
         self.map.raw_fd()
     }
 
-    // ----- writing -----
-
-    pub(crate) fn take_free(&self) -> Option<u32> {
-        if let Some(s) = self.empty().pop() {
-            return Some(s);
-        }
-        if self.overwrite() {
-            if let Some(s) = self.filled().pop() {
-                self.state().overwritten.fetch_add(1, Ordering::Relaxed);
-                return Some(s);
-            }
-        }
-        None
-    }
-
-    pub(crate) fn mark_writing(&self, slot: u32, holder: u32) {
-        let rec = &self.records()[slot as usize];
-        rec.holder.store(holder, Ordering::Relaxed);
-        rec.holders.store(1, Ordering::Relaxed);
-        rec.state.store(SLOT_WRITING, Ordering::Relaxed);
-        // Seqlock: odd version while the slot is being filled.
-        rec.version.fetch_add(1, Ordering::Relaxed);
-        // SYNC POINT: the odd version is visible before any byte of the slot changes; pairs
-        // with the observer's Acquire fence before its second version load.
-        fence(Ordering::Release);
-    }
-
-    /// Takes a slot for writing without blocking: `Ok(None)` when none is free.
-    ///
-    /// # Errors
-    /// [`Error::BufferEnded`] after the end.
-    pub fn try_acquire_write(&self) -> Result<Option<Grant>> {
-        let st = self.state();
-        if st.end_state.load(Ordering::Acquire) != END_OPEN {
-            return Err(self.ended_msg());
-        }
-        if st.paused.load(Ordering::Relaxed) != 0 {
-            return Ok(Some(Grant::Trash));
-        }
-        Ok(self.take_free().map(|s| {
-            self.mark_writing(s, pid());
-            Grant::Slot(s)
-        }))
-    }
-
-    /// Takes a slot for writing, waiting until `deadline` (`None`: no limit).
-    ///
-    /// # Errors
-    /// [`Error::BufferEnded`] after the end (also when it ends during the wait);
-    /// [`Error::Timeout`] when the deadline passes.
-    pub fn acquire_write(&self, deadline: Option<Instant>) -> Result<Grant> {
-        if let Some(g) = self.try_acquire_write()? {
-            return Ok(g);
-        }
-        let r = wait_until(self.empty().waker(), deadline, || {
-            match self.try_acquire_write() {
-                Ok(Some(g)) => Some(Ok(g)),
-                Ok(None) => None,
-                Err(e) => Some(Err(e)),
-            }
-        });
-        r.unwrap_or_else(|| {
-            Err(Error::Timeout(format!(
-                "no free slot in buffer '{}' in time",
-                self.name
-            )))
-        })
-    }
-
-    pub(crate) fn check_held(&self, slot: u32, want: u32) -> Result<&SlotRecord> {
-        let rec = self.record(slot)?;
-        if rec.state.load(Ordering::Relaxed) != want {
-            return Err(Error::SlotReleased(format!(
-                "slot {slot} of buffer '{}' is not held any more (already committed or released)",
-                self.name
-            )));
-        }
-        Ok(rec)
-    }
-
-    /// Publishes a written slot. With `stamp`, the metadata is filled in first (counter,
-    /// timestamp, the given deadtime). A commit of [`TRASH`] counts a discarded event.
-    ///
-    /// # Errors
-    /// [`Error::BufferEnded`] if the buffer was force-ended meanwhile (the slot is returned
-    /// unpublished); [`Error::SlotReleased`] for a slot this process does not hold.
-    pub fn commit(&self, slot: u32, stamp: Option<f64>) -> Result<()> {
-        self.commit_many(&[slot], stamp.map(|d| (d, now_ns())))
-    }
-
-    /// Publishes several written slots at once (one queue claim, one wake-up).
-    ///
-    /// # Errors
-    /// As [`Ring::commit`].
-    pub fn commit_many(&self, slots: &[u32], stamp: Option<(f64, u64)>) -> Result<()> {
-        let st = self.state();
-        if slots.first() == Some(&TRASH) {
-            st.paused_count
-                .fetch_add(slots.len() as u64, Ordering::Relaxed);
-            if stamp.is_some() {
-                st.next_counter
-                    .fetch_add(slots.len() as u64, Ordering::Relaxed);
-            }
-            return Ok(());
-        }
-        for &s in slots {
-            self.check_held(s, SLOT_WRITING)?;
-        }
-        st.inflight_commits.fetch_add(1, Ordering::SeqCst);
-        if st.end_state.load(Ordering::SeqCst) == END_FORCED {
-            st.inflight_commits.fetch_sub(1, Ordering::SeqCst);
-            for &s in slots {
-                self.abort(s)?;
-            }
-            return Err(self.ended_msg());
-        }
-        let n = slots.len() as u64;
-        let first_counter = stamp.map(|_| st.next_counter.fetch_add(n, Ordering::Relaxed));
-        let mut dt_sum = 0.0;
-        for (i, &s) in slots.iter().enumerate() {
-            let p = self.slot_ptr(s);
-            if let (Some((deadtime, t_ns)), Some(c0)) = (stamp, first_counter) {
-                let md = SlotMetadata {
-                    counter: (c0 + i as u64) as i64,
-                    timestamp: t_ns as f64 * 1e-9,
-                    deadtime,
-                };
-                write_meta(p, &md);
-                dt_sum += deadtime;
-            } else {
-                dt_sum += read_meta(p).deadtime;
-            }
-        }
-        let seq0 = st.event_count.fetch_add(n, Ordering::Relaxed) + 1;
-        for (i, &s) in slots.iter().enumerate() {
-            let rec = &self.records()[s as usize];
-            rec.commit_seq.store(seq0 + i as u64, Ordering::Relaxed);
-            rec.holder.store(0, Ordering::Relaxed);
-            rec.holders.store(0, Ordering::Relaxed);
-            rec.state.store(SLOT_FILLED, Ordering::Relaxed);
-            // SYNC POINT: even version (Release) marks the slot stable for observers.
-            rec.version.fetch_add(1, Ordering::Release);
-        }
-        if !self.filled().push_all(slots) {
-            st.inflight_commits.fetch_sub(1, Ordering::SeqCst);
-            st.lost.fetch_add(n, Ordering::Relaxed);
-            return Err(self.stuck_msg());
-        }
-        if let Some(&last) = slots.last() {
-            let seq = seq0 + n - 1;
-            // SYNC POINT: Release publishes the record updates to observers loading `latest`.
-            st.latest.store(
-                ((seq & SEQ_MASK) << SLOT_BITS) | u64::from(last),
-                Ordering::Release,
-            );
-        }
-        add_f64(&st.deadtime_sum_bits, dt_sum);
-        if st.first_commit_ns.load(Ordering::Relaxed) == 0 {
-            let _ = st.first_commit_ns.compare_exchange(
-                0,
-                now_ns(),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-        }
-        st.inflight_commits.fetch_sub(1, Ordering::SeqCst);
-        // One fence for both wake-ups.
-        fence(Ordering::SeqCst);
-        let filled = self.filled();
-        if filled.waker().waiters.load(Ordering::Relaxed) != 0 {
-            filled.notify();
-        }
-        if st.observe.waiters.load(Ordering::Relaxed) != 0 {
-            wake(&st.observe, u32::MAX);
-        }
-        Ok(())
-    }
-
-    /// Returns a slot taken for writing without publishing it.
-    ///
-    /// # Errors
-    /// [`Error::SlotReleased`] for a slot this process does not hold.
-    pub fn abort(&self, slot: u32) -> Result<()> {
-        if slot == TRASH {
-            return Ok(());
-        }
-        let rec = self.check_held(slot, SLOT_WRITING)?;
-        self.free_slot(rec, slot);
-        Ok(())
-    }
-
-    pub(crate) fn free_slot(&self, rec: &SlotRecord, slot: u32) {
-        rec.holder.store(0, Ordering::Relaxed);
-        rec.holders.store(0, Ordering::Relaxed);
-        if rec.version.load(Ordering::Relaxed) % 2 == 1 {
-            rec.version.fetch_add(1, Ordering::Release);
-        }
-        rec.state.store(SLOT_FREE, Ordering::Relaxed);
-        if !self.empty().push_all(&[slot]) {
-            self.state().lost.fetch_add(1, Ordering::Relaxed);
-        }
-        self.empty().notify();
-    }
-
-    pub(crate) fn stuck_msg(&self) -> Error {
-        Error::SharedMemory(format!(
-            "a token queue of buffer '{}' is stuck: a process was killed in the middle of a \
-             queue operation; the buffer cannot be used any more",
-            self.name
-        ))
-    }
-
-    /// Records the wait of a writer (for the buffer's dead-time statistics).
-    pub fn account_writer_time(&self, wait_ns: u64, elapsed_ns: u64) {
-        let st = self.state();
-        st.wait_ns.fetch_add(wait_ns, Ordering::Relaxed);
-        st.elapsed_ns.fetch_add(elapsed_ns, Ordering::Relaxed);
-    }
-
-    // ----- reading -----
-
-    pub(crate) fn end_reached(&self) -> bool {
-        let st = self.state();
-        st.end_state.load(Ordering::SeqCst) != END_OPEN
-            && st.inflight_commits.load(Ordering::SeqCst) == 0
-    }
-
-    /// Takes a committed slot without blocking: `Ok(Some(Some(slot)))`, `Ok(Some(None))` at
-    /// the end of the stream, `Ok(None)` when nothing is there yet.
-    ///
-    /// # Errors
-    /// None today; reserved.
-    pub fn try_acquire_read(&self) -> Result<Option<Option<u32>>> {
-        if let Some(s) = self.filled().pop() {
-            self.mark_reading(s);
-            return Ok(Some(Some(s)));
-        }
-        if self.end_reached() {
-            if let Some(s) = self.filled().pop() {
-                self.mark_reading(s);
-                return Ok(Some(Some(s)));
-            }
-            return Ok(Some(None));
-        }
-        Ok(None)
-    }
-
-    pub(crate) fn mark_reading(&self, slot: u32) {
-        let rec = &self.records()[slot as usize];
-        rec.holder.store(pid(), Ordering::Relaxed);
-        rec.holders.store(1, Ordering::Relaxed);
-        rec.state.store(SLOT_READING, Ordering::Relaxed);
-    }
-
-    /// Takes the oldest committed slot, waiting until `deadline`; `Ok(None)` at the end of the
-    /// stream (after every committed event was delivered).
-    ///
-    /// # Errors
-    /// [`Error::Timeout`] when the deadline passes.
-    pub fn acquire_read(&self, deadline: Option<Instant>) -> Result<Option<u32>> {
-        if let Some(r) = self.try_acquire_read()? {
-            return Ok(r);
-        }
-        wait_until(self.filled().waker(), deadline, || {
-            self.try_acquire_read().ok().flatten()
-        })
-        .ok_or_else(|| Error::Timeout(format!("no event in buffer '{}' in time", self.name)))
-    }
-
-    /// Gives a read slot back to the writers.
-    ///
-    /// # Errors
-    /// [`Error::SlotReleased`] for a slot this process does not hold.
-    pub fn release(&self, slot: u32) -> Result<()> {
-        let rec = self.check_held(slot, SLOT_READING)?;
-        self.free_slot(rec, slot);
-        Ok(())
-    }
-
-    /// Copies metadata + data of `slot` into `dst` (which must have that length).
+    /// Copies metadata + data of `slot` into `dst` (at most its length); does nothing for a
+    /// slot the buffer does not have.
     pub fn copy_out(&self, slot: u32, dst: &mut [u8]) {
+        let Some(src) = self.slot_ptr(slot) else {
+            return;
+        };
         let n = (METADATA_SIZE + self.data_size()).min(dst.len());
         // SAFETY: the slot holds at least `METADATA_SIZE + data_size` bytes inside the mapping,
         // `dst` is a distinct local buffer of at least `n` bytes. Concurrent writes by a writer
         // reusing the slot can only occur for observers, which validate the copy with the seqlock
         // version and discard it if it may be torn.
-        unsafe { std::ptr::copy_nonoverlapping(self.slot_ptr(slot), dst.as_mut_ptr(), n) };
+        unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), n) };
     }
 
-    /// Copies `src` (metadata + data, or only data when `src` is shorter) into `slot`.
+    /// Copies `src` (metadata + data, or only data when `src` is shorter) into `slot`; does
+    /// nothing for a slot the buffer does not have. Callers must hold the slot for writing:
+    /// otherwise concurrent readers may see the bytes change (never memory outside the slot).
     pub fn copy_in(&self, slot: u32, src: &[u8], with_meta: bool) {
+        let Some(base) = self.slot_ptr(slot) else {
+            return;
+        };
         let (off, max) = if with_meta {
             (0, METADATA_SIZE + self.data_size())
         } else {
             (METADATA_SIZE, self.data_size())
         };
         let n = src.len().min(max);
-        let dst = self.slot_ptr(slot).wrapping_add(off);
-        // SAFETY: this process holds `slot` for writing (callers acquired it), so nobody else
-        // writes it; `off + n` stays inside the slot; `src` is a distinct buffer.
+        let dst = base.wrapping_add(off);
+        // SAFETY: `slot` exists (checked above) and `off + n` stays inside it, so the range is
+        // inside the mapping; `src` is a distinct buffer. The bytes are shared memory: a racing
+        // reader may see them torn, which the slot protocol prevents for well-behaved callers.
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, n) };
     }
-}
 
-fn add_f64(cell: &AtomicU64, x: f64) {
-    if x == 0.0 {
-        return;
+    /// Writes the metadata of `slot` (nothing for a slot the buffer does not have).
+    pub(crate) fn write_meta(&self, slot: u32, md: &SlotMetadata) {
+        self.copy_in(slot, &md.to_bytes(), true);
     }
-    let _ = cell.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-        Some((f64::from_bits(b) + x).to_bits())
-    });
-}
 
-fn write_meta(p: *mut u8, md: &SlotMetadata) {
-    let bytes = md.to_bytes();
-    // SAFETY: `p` is the start of a slot held for writing by this process; a slot has at least
-    // `METADATA_SIZE` bytes.
-    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, METADATA_SIZE) };
-}
-
-fn read_meta(p: *const u8) -> SlotMetadata {
-    let mut bytes = [0u8; METADATA_SIZE];
-    // SAFETY: `p` is the start of a slot held by this process; a slot has at least
-    // `METADATA_SIZE` bytes.
-    unsafe { std::ptr::copy_nonoverlapping(p, bytes.as_mut_ptr(), METADATA_SIZE) };
-    SlotMetadata::from_bytes(&bytes)
+    /// Reads the metadata of `slot` (zeros for a slot the buffer does not have).
+    pub(crate) fn read_meta(&self, slot: u32) -> SlotMetadata {
+        let mut bytes = [0u8; METADATA_SIZE];
+        self.copy_out(slot, &mut bytes);
+        SlotMetadata::from_bytes(&bytes)
+    }
 }

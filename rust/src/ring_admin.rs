@@ -6,9 +6,10 @@
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
 use crate::layout::{
-    writer_word, END_DRAINED, END_FORCED, END_OPEN, MAX_WRITERS, SLOT_READING, SLOT_WRITING,
-    WRITER_ACTIVE, WRITER_CRASHED, WRITER_DONE, WRITER_FREE,
+    ctr, writer_word, RegEntry, END_DRAINED, END_FORCED, END_OPEN, MAX_WRITERS, REG_ACTIVE,
+    REG_CRASHED, REG_DONE, REG_FREE, REG_RESTARTING,
 };
+use crate::plock::process_alive;
 use crate::ring::Ring;
 use crate::stats::Stats;
 use crate::sync::Ordering;
@@ -52,21 +53,35 @@ impl Ring {
         self.state().expected_writers.store(n, Ordering::SeqCst);
     }
 
-    /// Registers a writer of process `pid`; returns its registration index.
+    /// Registers a writer of process `pid`; returns its registration index. A registration
+    /// left by a crashed process of the same worker that is being restarted is taken over (its
+    /// commit count continues).
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] when all registrations are taken.
     pub fn register_writer(&self, pid: u32) -> Result<usize> {
-        for (i, e) in self.writers().iter().enumerate() {
-            if e.word
-                .compare_exchange(
-                    WRITER_FREE,
-                    writer_word(pid, WRITER_ACTIVE),
-                    Ordering::SeqCst,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-            {
+        let tag = worker_tag();
+        let entries = self.writers();
+        let takeover = entries.iter().position(|e| {
+            e.word.load(Ordering::SeqCst) & 0xffff_ffff == REG_RESTARTING
+                && e.tag.load(Ordering::Relaxed) == tag
+        });
+        let order = takeover.into_iter().chain(0..entries.len());
+        for i in order {
+            let e = &entries[i];
+            let w = e.word.load(Ordering::SeqCst);
+            let state = w & 0xffff_ffff;
+            let ok = (state == REG_FREE || (Some(i) == takeover && state == REG_RESTARTING))
+                && e.word
+                    .compare_exchange(
+                        w,
+                        writer_word(pid, REG_ACTIVE),
+                        Ordering::SeqCst,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok();
+            if ok {
+                e.tag.store(tag, Ordering::Relaxed);
                 self.state()
                     .writers_registered
                     .fetch_add(1, Ordering::SeqCst);
@@ -79,16 +94,74 @@ impl Ring {
         )))
     }
 
+    /// Registers a reader of process `pid` for the ledger; `None` when every registration is
+    /// taken (the reader then works without per-worker counts). A finished registration of the
+    /// same worker is reused, so its counts continue.
+    pub fn register_reader(&self, pid: u32) -> Option<usize> {
+        let tag = worker_tag();
+        let entries = self.readers();
+        let reusable = |e: &RegEntry| {
+            let st = e.word.load(Ordering::SeqCst) & 0xffff_ffff;
+            (st == REG_DONE || st == REG_CRASHED) && e.tag.load(Ordering::Relaxed) == tag
+        };
+        let order = entries
+            .iter()
+            .position(reusable)
+            .into_iter()
+            .chain(0..entries.len());
+        for i in order {
+            let e = &entries[i];
+            let w = e.word.load(Ordering::SeqCst);
+            if (w & 0xffff_ffff != REG_FREE && !reusable(e))
+                || e.word
+                    .compare_exchange(
+                        w,
+                        writer_word(pid, REG_ACTIVE),
+                        Ordering::SeqCst,
+                        Ordering::Relaxed,
+                    )
+                    .is_err()
+            {
+                continue;
+            }
+            e.tag.store(tag, Ordering::Relaxed);
+            return Some(i);
+        }
+        None
+    }
+
+    /// Marks reader registration `idx` as finished.
+    pub fn reader_done(&self, idx: usize) {
+        if let Some(e) = self.readers().get(idx) {
+            let w = e.word.load(Ordering::SeqCst);
+            if w & 0xffff_ffff == REG_ACTIVE {
+                let _ = e.word.compare_exchange(
+                    w,
+                    (w & !0xffff_ffff) | REG_DONE,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                );
+            }
+        }
+    }
+
+    /// Events committed so far through writer registration `idx`.
+    pub fn writer_events(&self, idx: usize) -> Option<u64> {
+        self.writers()
+            .get(idx)
+            .map(|e| e.events.load(Ordering::Relaxed))
+    }
+
     /// Marks registration `idx` as finished; the buffer ends when no registered writer is
     /// active any more (and at least the expected number finished). Returns true if this call
     /// ended the buffer.
     pub fn writer_done(&self, idx: usize) -> bool {
         if let Some(e) = self.writers().get(idx) {
             let w = e.word.load(Ordering::SeqCst);
-            if w & 0xffff_ffff == WRITER_ACTIVE {
+            if w & 0xffff_ffff == REG_ACTIVE {
                 let _ = e.word.compare_exchange(
                     w,
-                    (w & !0xffff_ffff) | WRITER_DONE,
+                    (w & !0xffff_ffff) | REG_DONE,
                     Ordering::SeqCst,
                     Ordering::SeqCst,
                 );
@@ -97,13 +170,52 @@ impl Ring {
         self.try_end()
     }
 
+    /// Records that process `pid` of worker `tag`, expected to write this buffer, ended for good
+    /// without a registration (it died or failed before it attached, or its restart never
+    /// registered): it counts as a crashed writer, so the buffer does not wait for it. A no-op
+    /// when `pid` holds a registration. Returns true if a writer was counted.
+    pub fn writer_failed(&self, pid: u32, tag: u64) -> bool {
+        let entries = self.writers();
+        if entries
+            .iter()
+            .any(|e| e.word.load(Ordering::SeqCst) >> 32 == u64::from(pid))
+        {
+            return false;
+        }
+        let restarting = entries.iter().position(|e| {
+            e.word.load(Ordering::SeqCst) & 0xffff_ffff == REG_RESTARTING
+                && e.tag.load(Ordering::Relaxed) == tag
+        });
+        let order = restarting.into_iter().chain(0..entries.len());
+        for i in order {
+            let e = &entries[i];
+            let w = e.word.load(Ordering::SeqCst);
+            let st = w & 0xffff_ffff;
+            if (st == REG_FREE || (Some(i) == restarting && st == REG_RESTARTING))
+                && e.word
+                    .compare_exchange(
+                        w,
+                        writer_word(pid, REG_CRASHED),
+                        Ordering::SeqCst,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+            {
+                e.tag.store(tag, Ordering::Relaxed);
+                self.try_end();
+                return true;
+            }
+        }
+        false
+    }
+
     pub(crate) fn try_end(&self) -> bool {
         let mut active = 0u32;
         let mut finished = 0u32;
         for e in self.writers() {
             match e.word.load(Ordering::SeqCst) & 0xffff_ffff {
-                WRITER_ACTIVE => active += 1,
-                WRITER_DONE | WRITER_CRASHED => finished += 1,
+                REG_ACTIVE | REG_RESTARTING => active += 1,
+                REG_DONE | REG_CRASHED => finished += 1,
                 _ => {}
             }
         }
@@ -117,6 +229,19 @@ impl Ring {
             return ended;
         }
         false
+    }
+
+    /// Declares process `pid` the supervisor of this buffer: while it lives, it reclaims dead
+    /// processes, and waiting endpoints leave that to it.
+    pub fn set_supervisor(&self, pid: u32) {
+        self.state().supervisor_pid.store(pid, Ordering::SeqCst);
+    }
+
+    /// Records the wait of a writer (for the buffer's dead-time statistics).
+    pub fn account_writer_time(&self, wait_ns: u64, elapsed_ns: u64) {
+        let st = self.state();
+        st.wait_ns.fetch_add(wait_ns, Ordering::Relaxed);
+        st.elapsed_ns.fetch_add(elapsed_ns, Ordering::Relaxed);
     }
 
     /// Pauses: writers get the discard slot until [`Ring::resume`].
@@ -138,67 +263,73 @@ impl Ring {
 
     // ----- recovery -----
 
-    /// Returns every slot that process `dead_pid` held and ends its writer registrations. Only
-    /// for processes known to be dead. Returns `(slots it was writing, events lost with it,
-    /// writer registrations closed)`.
+    /// Returns every slot that process `dead_pid` held and ends its registrations (its writers
+    /// count as crashed, hence finished). Only for processes known to be dead. Returns
+    /// `(slots it was writing, events lost with it, writer registrations closed)`.
     pub fn reclaim(&self, dead_pid: u32) -> (u32, u32, u32) {
         self.reclaim_inner(dead_pid, false)
     }
 
     /// Like [`Ring::reclaim`] for a process that will be started again: its writer
-    /// registrations are released without counting as finished, so the buffer stays open for
-    /// the replacement process.
+    /// registrations wait for the replacement (neither active nor finished), so the buffer
+    /// stays open for it.
     pub fn reclaim_for_restart(&self, dead_pid: u32) -> (u32, u32, u32) {
         self.reclaim_inner(dead_pid, true)
     }
 
     fn reclaim_inner(&self, dead_pid: u32, restart: bool) -> (u32, u32, u32) {
-        let (mut writing, mut lost, mut writers) = (0, 0, 0);
-        for (i, rec) in self.records().iter().enumerate() {
-            if rec.holder.load(Ordering::SeqCst) != dead_pid || dead_pid == 0 {
-                continue;
-            }
-            match rec.state.load(Ordering::SeqCst) {
-                SLOT_WRITING => {
-                    writing += 1;
-                    self.free_slot(rec, i as u32);
-                }
-                SLOT_READING => {
-                    lost += 1;
-                    self.free_slot(rec, i as u32);
-                }
-                _ => {}
-            }
+        if dead_pid == 0 {
+            return (0, 0, 0);
         }
-        self.state()
-            .lost
-            .fetch_add(u64::from(lost), Ordering::Relaxed);
+        let (writing, lost) = {
+            let lock = self.locked();
+            self.reclaim_slots_locked(&lock, dead_pid)
+        };
+        let mut writers = 0;
         for e in self.writers() {
             let w = e.word.load(Ordering::SeqCst);
-            if w == writer_word(dead_pid, WRITER_ACTIVE)
+            let new = if restart {
+                writer_word(dead_pid, REG_RESTARTING)
+            } else {
+                writer_word(dead_pid, REG_CRASHED)
+            };
+            if w == writer_word(dead_pid, REG_ACTIVE)
                 && e.word
-                    .compare_exchange(
-                        w,
-                        if restart {
-                            WRITER_FREE
-                        } else {
-                            writer_word(dead_pid, WRITER_CRASHED)
-                        },
-                        Ordering::SeqCst,
-                        Ordering::SeqCst,
-                    )
+                    .compare_exchange(w, new, Ordering::SeqCst, Ordering::SeqCst)
                     .is_ok()
             {
                 writers += 1;
             }
         }
+        for e in self.readers() {
+            let w = e.word.load(Ordering::SeqCst);
+            if w == writer_word(dead_pid, REG_ACTIVE) {
+                let _ = e.word.compare_exchange(
+                    w,
+                    writer_word(dead_pid, REG_CRASHED),
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                );
+            }
+        }
         if writers > 0 && !restart {
-            self.state()
-                .writers_crashed
-                .fetch_add(writers, Ordering::Relaxed);
             self.try_end();
         }
         (writing, lost, writers)
+    }
+
+    /// Reclaims every process that holds a slot or a registration of this buffer and is dead
+    /// (what the supervisor does; waiting endpoints do it when there is no supervisor).
+    /// Returns how many processes were reclaimed.
+    pub fn reclaim_dead(&self) -> u32 {
+        let mut n = 0;
+        for p in self.holders() {
+            if !process_alive(p) {
+                self.reclaim(p);
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Process ids currently holding slots (for the supervisor's liveness checks).
@@ -208,9 +339,9 @@ impl Ring {
             .records()
             .iter()
             .map(|r| r.holder.load(Ordering::Relaxed))
-            .chain(self.writers().iter().filter_map(|e| {
+            .chain(self.writers().iter().chain(self.readers()).filter_map(|e| {
                 let w = e.word.load(Ordering::Relaxed);
-                (w & 0xffff_ffff == WRITER_ACTIVE).then_some((w >> 32) as u32)
+                (w & 0xffff_ffff == REG_ACTIVE).then_some((w >> 32) as u32)
             }))
             .filter(|&p| p != 0)
             .collect();
@@ -225,7 +356,7 @@ impl Ring {
     #[must_use]
     pub fn stats(&self) -> Stats {
         let st = self.state();
-        let events = st.event_count.load(Ordering::Relaxed);
+        let events = self.ctr(ctr::COMMITTED);
         let now = now_ns();
         let t0 = st.rate_t_ns.load(Ordering::Acquire);
         if t0 == 0 {
@@ -248,12 +379,12 @@ impl Ring {
         }
         let wait = st.wait_ns.load(Ordering::Relaxed) as f64;
         let elapsed = st.elapsed_ns.load(Ordering::Relaxed) as f64;
-        let dt_sum = f64::from_bits(st.deadtime_sum_bits.load(Ordering::Relaxed));
+        let dt_sum = f64::from_bits(self.ctr(ctr::DEADTIME_SUM));
         let end = st.end_state.load(Ordering::Acquire);
         let active = self
             .writers()
             .iter()
-            .filter(|e| e.word.load(Ordering::Relaxed) & 0xffff_ffff == WRITER_ACTIVE)
+            .filter(|e| e.word.load(Ordering::Relaxed) & 0xffff_ffff == REG_ACTIVE)
             .count() as u32;
         Stats {
             event_count: events,
@@ -275,10 +406,75 @@ impl Ring {
             paused: st.paused.load(Ordering::Relaxed) != 0,
             flushed: end != END_OPEN,
             forced: end == END_FORCED,
-            overwritten: st.overwritten.load(Ordering::Relaxed),
-            lost: st.lost.load(Ordering::Relaxed),
+            overwritten: self.ctr(ctr::OVERWRITTEN),
+            lost: self.ctr(ctr::LOST_READER_CRASHED) + self.ctr(ctr::LOST_UNREAD),
+            consumed: self.ctr(ctr::CONSUMED),
+            lost_reader_crashed: self.ctr(ctr::LOST_READER_CRASHED),
+            lost_unread: self.ctr(ctr::LOST_UNREAD),
+            aborted_writes: self.ctr(ctr::ABORTED_WRITES),
+            repairs: self.ctr(ctr::REPAIRS),
+            held_slots: self
+                .slot_count()
+                .saturating_sub((self.filled().len() + self.empty().len()) as u32),
             active_writers: active,
-            crashed_writers: st.writers_crashed.load(Ordering::Relaxed),
+            crashed_writers: self
+                .writers()
+                .iter()
+                .filter(|e| e.word.load(Ordering::Relaxed) & 0xffff_ffff == REG_CRASHED)
+                .count() as u32,
         }
     }
+
+    /// The endpoint registrations with their counters, for the run's ledger.
+    #[must_use]
+    pub fn registrations(&self) -> Vec<Registration> {
+        let one = |writer: bool, e: &RegEntry| {
+            let w = e.word.load(Ordering::Relaxed);
+            (w & 0xffff_ffff != REG_FREE).then(|| Registration {
+                writer,
+                pid: (w >> 32) as u32,
+                state: (w & 0xffff_ffff) as u32,
+                tag: e.tag.load(Ordering::Relaxed),
+                events: e.events.load(Ordering::Relaxed),
+                filtered: e.filtered.load(Ordering::Relaxed),
+                dropped: e.dropped.load(Ordering::Relaxed),
+            })
+        };
+        self.writers()
+            .iter()
+            .filter_map(|e| one(true, e))
+            .chain(self.readers().iter().filter_map(|e| one(false, e)))
+            .collect()
+    }
+}
+
+/// One endpoint registration as [`Ring::registrations`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registration {
+    /// Writer (else reader).
+    pub writer: bool,
+    /// Process id.
+    pub pid: u32,
+    /// `REG_*` state.
+    pub state: u32,
+    /// Worker tag of the process.
+    pub tag: u64,
+    /// Writer: events committed; reader: events released.
+    pub events: u64,
+    /// Reader: released as filtered out.
+    pub filtered: u64,
+    /// Reader: released as dropped.
+    pub dropped: u64,
+}
+
+/// The worker tag of this process: `MIMOCORB2_WORKER_TAG` (set by the control for the
+/// processes of each worker), 0 when unset.
+pub fn worker_tag() -> u64 {
+    static TAG: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TAG.get_or_init(|| {
+        std::env::var("MIMOCORB2_WORKER_TAG")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    })
 }

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::layout::END_OPEN;
+use crate::layout::{ctr, END_OPEN};
 use crate::metadata::METADATA_SIZE;
 use crate::ring::{Ring, SEQ_MASK, SLOT_BITS, SLOT_MASK};
 use crate::sync::{fence, Ordering};
@@ -36,7 +36,7 @@ impl Ring {
         let st = self.state();
         let attempt = |dst: &mut [u8]| -> Option<Option<u64>> {
             // SYNC POINT: Acquire pairs with the commit's Release store of `latest`.
-            let latest = st.latest.load(Ordering::Acquire);
+            let latest = st.counters[ctr::LATEST].load(Ordering::Acquire);
             let seq40 = latest >> SLOT_BITS;
             let newer = seq40.wrapping_sub(after & SEQ_MASK) & SEQ_MASK;
             if latest != 0 && newer != 0 && newer < SEQ_MASK / 2 {

@@ -30,10 +30,22 @@ pub struct Stats {
     pub forced: bool,
     /// Events overwritten (overwrite buffers).
     pub overwritten: u64,
-    /// Events lost with a reader that died while holding them.
+    /// Events lost, every reason together (`lost_reader_crashed + lost_unread`).
     pub lost: u64,
     /// Writers registered and not yet finished.
     pub active_writers: u32,
     /// Writers whose process died while registered.
     pub crashed_writers: u32,
+    /// Events released by readers after processing (whatever they decided about them).
+    pub consumed: u64,
+    /// Events lost because the reader holding them died.
+    pub lost_reader_crashed: u64,
+    /// Events unread when the buffer was shut down with nobody left to read them.
+    pub lost_unread: u64,
+    /// Slots a writer held when it died or gave up (never committed).
+    pub aborted_writes: u64,
+    /// Times the ring was repaired after a process died inside a protocol step.
+    pub repairs: u64,
+    /// Slots held by writers or readers right now.
+    pub held_slots: u32,
 }

@@ -165,6 +165,7 @@ impl Supervisor {
 
     /// Buffers whose slots are reclaimed when a process ends.
     pub fn watch(&self, ring: Arc<Ring>) {
+        ring.set_supervisor(std::process::id());
         lock(&self.rings).push(ring);
     }
 

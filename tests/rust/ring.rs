@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mimocorb2_core::metadata::{SlotMetadata, METADATA_SIZE};
-use mimocorb2_core::ring::{Grant, TRASH};
+use mimocorb2_core::ring::TRASH;
+use mimocorb2_core::Grant;
 use mimocorb2_core::{Error, Observer, Reader, Ring, Writer};
 
 /// Generous bound for every blocking call, so a bug fails a test instead of hanging it.

@@ -12,6 +12,7 @@ use super::ring::Buffer;
 use super::wait::{blocking, timeout};
 use crate::handles;
 use crate::ring::{Ring, TRASH};
+use crate::ring_protocol::Disposition as handles_disposition;
 
 /// The `[metadata, data]` view lists of a buffer's slots in this process, fetched once per slot
 /// from the Python buffer object's `_slot_views(slot)` and cached.
@@ -265,6 +266,29 @@ impl Reader {
     /// Gives the held slot back.
     fn release(&mut self) -> PyResult<()> {
         Ok(self.inner.release()?)
+    }
+
+    /// Sets what releasing the held event counts as in the ledger: "consumed" (default),
+    /// "filtered" (filtered out on purpose) or "dropped" (the worker's sink had ended).
+    fn set_disposition(&mut self, how: &str) -> PyResult<()> {
+        let d = match how {
+            "consumed" => handles_disposition::Consumed,
+            "filtered" => handles_disposition::Filtered,
+            "dropped" => handles_disposition::Dropped,
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "disposition must be 'consumed', 'filtered' or 'dropped', got {other:?}"
+                )))
+            }
+        };
+        self.inner.set_disposition(d);
+        Ok(())
+    }
+
+    /// Records that the held event is about to be committed through `writer`, so that a crash
+    /// before this reader releases it counts the event as delivered, not lost.
+    fn mark_forward(&self, writer: &Bound<'_, Writer>) -> PyResult<()> {
+        Ok(self.inner.mark_forward(&writer.borrow().inner)?)
     }
 
     /// Copies up to `max` events (metadata + data rows) into `dst`; returns how many, 0 at the

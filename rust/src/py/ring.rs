@@ -122,9 +122,59 @@ impl Buffer {
     fn reclaim(&self, pid: u32) -> (u32, u32, u32) {
         self.ring.reclaim(pid)
     }
-    /// Process ids holding slots or active writer registrations.
+    /// Like `reclaim` for a process that will be restarted (its writer registration waits for
+    /// the replacement).
+    fn reclaim_for_restart(&self, pid: u32) -> (u32, u32, u32) {
+        self.ring.reclaim_for_restart(pid)
+    }
+    /// Reclaims every dead process holding slots or registrations; returns how many.
+    fn reclaim_dead(&self) -> u32 {
+        self.ring.reclaim_dead()
+    }
+    /// Process ids holding slots or active registrations.
     fn holders(&self) -> Vec<u32> {
         self.ring.holders()
+    }
+    /// Counts every event still waiting as lost (unread at shutdown); returns how many.
+    fn discard_unread(&self) -> u64 {
+        self.ring.discard_unread()
+    }
+    /// Process `pid` of worker `tag`, an expected writer, ended without registering: count it as
+    /// a crashed writer. Returns True if it was counted.
+    fn writer_failed(&self, pid: u32, tag: u64) -> bool {
+        self.ring.writer_failed(pid, tag)
+    }
+    /// Declares the supervisor process (it reclaims dead processes while it lives).
+    fn set_supervisor(&self, pid: u32) {
+        self.ring.set_supervisor(pid);
+    }
+    /// True once the buffer ended and every committed event was taken.
+    #[getter]
+    fn end_reached(&self) -> bool {
+        self.ring.end_reached()
+    }
+    /// The endpoint registrations with their counters (for the run's ledger): dicts with
+    /// `role` ("writer"/"reader"), `pid`, `state`, `tag`, `events`, `filtered`, `dropped`.
+    fn registrations<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        const STATES: [&str; 5] = ["free", "active", "done", "crashed", "restarting"];
+        self.ring
+            .registrations()
+            .into_iter()
+            .map(|r| {
+                let d = PyDict::new(py);
+                d.set_item("role", if r.writer { "writer" } else { "reader" })?;
+                d.set_item("pid", r.pid)?;
+                d.set_item(
+                    "state",
+                    STATES.get(r.state as usize).copied().unwrap_or("?"),
+                )?;
+                d.set_item("tag", r.tag)?;
+                d.set_item("events", r.events)?;
+                d.set_item("filtered", r.filtered)?;
+                d.set_item("dropped", r.dropped)?;
+                Ok(d)
+            })
+            .collect()
     }
 
     /// Statistics snapshot as a dict.
@@ -146,6 +196,12 @@ impl Buffer {
         d.set_item("lost", s.lost)?;
         d.set_item("active_writers", s.active_writers)?;
         d.set_item("crashed_writers", s.crashed_writers)?;
+        d.set_item("consumed", s.consumed)?;
+        d.set_item("lost_reader_crashed", s.lost_reader_crashed)?;
+        d.set_item("lost_unread", s.lost_unread)?;
+        d.set_item("aborted_writes", s.aborted_writes)?;
+        d.set_item("repairs", s.repairs)?;
+        d.set_item("held_slots", s.held_slots)?;
         Ok(d)
     }
 }

@@ -1,0 +1,729 @@
+//! The crash-consistent slot protocol of a [`Ring`].
+//!
+//! Every change of a slot's owner, of the two queues and of the event counters is one *step*
+//! taken under the ring lock (`plock.rs`):
+//!
+//! 1. plan: take the lock, pick the slots (popping them from a queue) and compute the new
+//!    absolute values of the counters the step changes;
+//! 2. write the plan into the [`Journal`] and mark it active;
+//! 3. apply it: set the slot records (owner state, holder pid, commit sequence, seqlock
+//!    version) and the counters to the planned values, push the slots to their new queue;
+//! 4. clear the journal and unlock.
+//!
+//! Applying a journal is idempotent (only absolute stores), and the queues are an index of the
+//! slot records. So at every instruction the state is recoverable: if a process dies anywhere in
+//! a step, the next process that takes the lock over from it replays an active journal (roll
+//! forward) and rebuilds both queues from the records (filled slots ordered by commit
+//! sequence). A step that died before its journal became active changed no record: rebuilding
+//! the queues puts back the tokens it had popped. Slots still held by the dead process are
+//! then returned by reclaim, which is itself a sequence of such steps.
+//!
+//! Each slot token is therefore always in a queue (free or filled) or held by a recorded pid.
+//! Readers record in the slot a *forwarding intent* before they commit the event into another
+//! buffer, so that reclaiming a reader that died between that commit and its release counts the
+//! event as delivered, not lost.
+#![forbid(unsafe_code)]
+
+use std::time::{Duration, Instant};
+
+use crate::clock::{now_ns, pid};
+use crate::error::{Error, Result};
+use crate::fault::point;
+use crate::layout::{
+    ctr, SlotRecord, END_FORCED, END_OPEN, INTENT_FORWARD, INTENT_NONE, JOURNAL_SLOTS,
+    JOURNAL_WORDS, SLOT_FILLED, SLOT_FREE, SLOT_READING, SLOT_WRITING,
+};
+use crate::metadata::SlotMetadata;
+use crate::plock::{self, Acquired};
+use crate::ring::{Ring, SEQ_MASK, SLOT_BITS};
+use crate::sync::{fence, AtomicU64, Ordering};
+use crate::wait::{wait_until, wake};
+
+/// Word id of a writer registration's commit count (`+ registration`).
+pub(crate) const W_WRITER: u32 = 0x1000;
+/// Word id of a reader registration's released-event count.
+pub(crate) const W_READER: u32 = 0x2000;
+/// Word id of a reader registration's filtered-out count.
+pub(crate) const W_FILTERED: u32 = 0x3000;
+/// Word id of a reader registration's dropped count.
+pub(crate) const W_DROPPED: u32 = 0x4000;
+/// "No registration".
+pub const NO_REG: u32 = u32::MAX;
+
+/// How often a waiting endpoint looks for dead processes when no supervisor does.
+const SWEEP_EVERY: Duration = Duration::from_millis(250);
+
+/// What a reader decided about an event it releases (for the run's ledger).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Disposition {
+    /// Processed (delivered downstream, exported, analysed...).
+    #[default]
+    Consumed,
+    /// Filtered out on purpose by the worker.
+    Filtered,
+    /// Given up because the worker's sink had ended.
+    Dropped,
+}
+
+/// The plan of one step before it goes into the journal.
+#[derive(Debug)]
+struct Plan {
+    state: u32,
+    holder: u32,
+    reg: u32,
+    seq0: u64,
+    slots: [u32; JOURNAL_SLOTS],
+    n: usize,
+    words: [(u32, u64); JOURNAL_WORDS],
+    nw: usize,
+}
+
+impl Plan {
+    fn new(state: u32, holder: u32, reg: u32) -> Plan {
+        Plan {
+            state,
+            holder,
+            reg,
+            seq0: 0,
+            slots: [0; JOURNAL_SLOTS],
+            n: 0,
+            words: [(0, 0); JOURNAL_WORDS],
+            nw: 0,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.n == JOURNAL_SLOTS
+    }
+
+    fn slot(&mut self, s: u32) {
+        self.slots[self.n] = s;
+        self.n += 1;
+    }
+
+    fn set(&mut self, id: u32, val: u64) {
+        if let Some(w) = self.words[..self.nw].iter_mut().find(|w| w.0 == id) {
+            w.1 = val;
+        } else if self.nw < JOURNAL_WORDS {
+            self.words[self.nw] = (id, val);
+            self.nw += 1;
+        }
+    }
+}
+
+/// Holds the ring lock; unlocks on drop.
+pub(crate) struct Locked<'a> {
+    ring: &'a Ring,
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        point("unlock");
+        plock::unlock(&self.ring.state().lock);
+    }
+}
+
+impl Ring {
+    // ----- the machinery of a step -----
+
+    /// Takes the ring lock; repairs the ring first when the lock is taken over from a dead
+    /// process.
+    pub(crate) fn locked(&self) -> Locked<'_> {
+        if let Acquired::TakenOver(dead) = plock::lock(&self.state().lock, pid()) {
+            self.repair(dead);
+        }
+        point("lock.taken");
+        Locked { ring: self }
+    }
+
+    /// The word a journal entry sets.
+    pub(crate) fn word(&self, id: u32) -> Option<&AtomicU64> {
+        let idx = (id & 0xfff) as usize;
+        match id & !0xfff {
+            0 => self.state().counters.get(idx),
+            W_WRITER => self.writers().get(idx).map(|e| &e.events),
+            W_READER => self.readers().get(idx).map(|e| &e.events),
+            W_FILTERED => self.readers().get(idx).map(|e| &e.filtered),
+            W_DROPPED => self.readers().get(idx).map(|e| &e.dropped),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn ctr(&self, i: usize) -> u64 {
+        self.state().counters[i].load(Ordering::Relaxed)
+    }
+
+    fn word_value(&self, id: u32) -> u64 {
+        self.word(id).map_or(0, |w| w.load(Ordering::Relaxed))
+    }
+
+    /// Writes `plan` to the journal, applies it and clears the journal (lock held).
+    fn run(&self, _lock: &Locked<'_>, plan: &Plan) {
+        point("step.planned");
+        let j = &self.state().journal;
+        j.new_state.store(plan.state, Ordering::Relaxed);
+        j.new_holder.store(plan.holder, Ordering::Relaxed);
+        j.reserved.store(plan.reg, Ordering::Relaxed);
+        j.seq0.store(plan.seq0, Ordering::Relaxed);
+        for (cell, &s) in j.slots.iter().zip(&plan.slots[..plan.n]) {
+            cell.store(s, Ordering::Relaxed);
+        }
+        j.n_slots.store(plan.n as u32, Ordering::Relaxed);
+        for (i, &(id, val)) in plan.words[..plan.nw].iter().enumerate() {
+            j.word_id[i].store(id, Ordering::Relaxed);
+            j.word_val[i].store(val, Ordering::Relaxed);
+        }
+        j.n_words.store(plan.nw as u32, Ordering::Relaxed);
+        point("journal.written");
+        j.active.store(1, Ordering::Release);
+        point("journal.active");
+        self.apply_journal(true);
+        point("step.queued");
+        j.active.store(0, Ordering::Release);
+        point("step.done");
+    }
+
+    /// Applies the active journal: the slot records, the counters and (with `queue`) the push
+    /// of the slots to their new queue. Idempotent apart from the push, which repair replaces
+    /// by a rebuild.
+    fn apply_journal(&self, queue: bool) {
+        let j = &self.state().journal;
+        let state = j.new_state.load(Ordering::Relaxed);
+        let holder = j.new_holder.load(Ordering::Relaxed);
+        let reg = j.reserved.load(Ordering::Relaxed);
+        let seq0 = j.seq0.load(Ordering::Relaxed);
+        let n = (j.n_slots.load(Ordering::Relaxed) as usize).min(JOURNAL_SLOTS);
+        for i in 0..n {
+            if i == n / 2 {
+                point("apply.slots_half");
+            }
+            let s = j.slots[i].load(Ordering::Relaxed);
+            let Ok(rec) = self.record(s) else { continue };
+            set_record(rec, state, holder, reg, seq0 + i as u64);
+        }
+        point("apply.slots");
+        let nw = (j.n_words.load(Ordering::Relaxed) as usize).min(JOURNAL_WORDS);
+        for i in 0..nw {
+            if let Some(w) = self.word(j.word_id[i].load(Ordering::Relaxed)) {
+                w.store(j.word_val[i].load(Ordering::Relaxed), Ordering::Release);
+            }
+        }
+        point("apply.words");
+        if queue {
+            let q = match state {
+                SLOT_FILLED => Some(self.filled()),
+                SLOT_FREE => Some(self.empty()),
+                _ => None,
+            };
+            if let Some(q) = q {
+                for i in 0..n {
+                    q.push(j.slots[i].load(Ordering::Relaxed));
+                }
+            }
+        }
+    }
+
+    /// Makes the ring consistent after taking the lock over from `dead`: replays its journal,
+    /// rebuilds the queues from the slot records and returns the slots `dead` held.
+    fn repair(&self, dead: u32) {
+        let j = &self.state().journal;
+        if j.active.load(Ordering::Acquire) == 1 {
+            self.apply_journal(false);
+            j.active.store(0, Ordering::Release);
+        }
+        point("repair.rolled");
+        self.rebuild_queues();
+        let c = &self.state().counters[ctr::REPAIRS];
+        c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        let lock = Locked { ring: self };
+        self.reclaim_slots_locked(&lock, dead);
+        std::mem::forget(lock);
+    }
+
+    fn rebuild_queues(&self) {
+        let (empty, filled) = (self.empty(), self.filled());
+        empty.clear();
+        filled.clear();
+        let mut committed: Vec<(u64, u32)> = Vec::new();
+        for (i, rec) in self.records().iter().enumerate() {
+            match rec.state.load(Ordering::Relaxed) {
+                SLOT_FREE => {
+                    empty.push(i as u32);
+                }
+                SLOT_FILLED => committed.push((rec.commit_seq.load(Ordering::Relaxed), i as u32)),
+                _ => {}
+            }
+        }
+        committed.sort_unstable();
+        for (_, s) in committed {
+            filled.push(s);
+        }
+    }
+
+    // ----- writing -----
+
+    /// Takes up to `out.len()` slots for writing, waiting for at least one until `deadline`.
+    /// Returns how many; 0 while the buffer is paused (write into the discard slot).
+    ///
+    /// # Errors
+    /// [`Error::BufferEnded`] after the end (also when it ends during the wait);
+    /// [`Error::Timeout`] when the deadline passes.
+    pub fn acquire_write_many(&self, out: &mut [u32], deadline: Option<Instant>) -> Result<usize> {
+        if let Some(n) = self.try_acquire_write_many(out)? {
+            return Ok(n);
+        }
+        let mut sweep = Instant::now();
+        wait_until(self.empty().waker(), deadline, || {
+            self.sweep_while_waiting(&mut sweep);
+            self.try_acquire_write_many(out).transpose()
+        })
+        .ok_or_else(|| {
+            Error::Timeout(format!("no free slot in buffer '{}' in time", self.name()))
+        })?
+    }
+
+    /// Non-blocking [`Ring::acquire_write_many`]: `Ok(None)` when no slot is free.
+    ///
+    /// # Errors
+    /// [`Error::BufferEnded`] after the end.
+    pub fn try_acquire_write_many(&self, out: &mut [u32]) -> Result<Option<usize>> {
+        let st = self.state();
+        if st.end_state.load(Ordering::Acquire) != END_OPEN {
+            return Err(self.ended_msg());
+        }
+        if st.paused.load(Ordering::Relaxed) != 0 || out.is_empty() {
+            return Ok(Some(0));
+        }
+        let me = pid();
+        let lock = self.locked();
+        if st.end_state.load(Ordering::Relaxed) != END_OPEN {
+            return Err(self.ended_msg());
+        }
+        let mut plan = Plan::new(SLOT_WRITING, me, NO_REG);
+        let mut overwritten = self.ctr(ctr::OVERWRITTEN);
+        while plan.n < out.len() && !plan.full() {
+            if let Some(s) = self.empty().pop() {
+                plan.slot(s);
+            } else if self.overwrite() {
+                let Some(s) = self.filled().pop() else { break };
+                overwritten += 1;
+                plan.slot(s);
+            } else {
+                break;
+            }
+        }
+        if plan.n == 0 {
+            return Ok(None);
+        }
+        plan.set(ctr::OVERWRITTEN as u32, overwritten);
+        self.run(&lock, &plan);
+        drop(lock);
+        // SYNC POINT: the odd seqlock versions are visible before any byte of the slots
+        // changes; pairs with the observer's Acquire fence before its second version load.
+        fence(Ordering::Release);
+        out[..plan.n].copy_from_slice(&plan.slots[..plan.n]);
+        Ok(Some(plan.n))
+    }
+
+    fn held_by_me(&self, slot: u32, want: u32) -> Result<()> {
+        let rec = self.record(slot)?;
+        if rec.state.load(Ordering::Relaxed) != want || rec.holder.load(Ordering::Relaxed) != pid()
+        {
+            return Err(Error::SlotReleased(format!(
+                "slot {slot} of buffer '{}' is not held by this process any more (already \
+                 committed or released)",
+                self.name()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Publishes written slots. With `stamp = Some((deadtime, t_ns))` the metadata is filled in
+    /// (counter, timestamp, dead time). `reg` is the writer registration whose commit count
+    /// grows ([`NO_REG`] for none). A commit of [`crate::ring::TRASH`] counts discarded events.
+    ///
+    /// # Errors
+    /// [`Error::BufferEnded`] if the buffer was force-ended meanwhile (the slots are returned
+    /// unpublished); [`Error::SlotReleased`] for a slot this process does not hold.
+    pub fn commit_many(&self, slots: &[u32], stamp: Option<(f64, u64)>, reg: u32) -> Result<()> {
+        let st = self.state();
+        if slots.first() == Some(&crate::ring::TRASH) {
+            st.paused_count
+                .fetch_add(slots.len() as u64, Ordering::Relaxed);
+            if stamp.is_some() {
+                let lock = self.locked();
+                let mut plan = Plan::new(SLOT_FREE, 0, NO_REG);
+                plan.set(
+                    ctr::NEXT_COUNTER as u32,
+                    self.ctr(ctr::NEXT_COUNTER) + slots.len() as u64,
+                );
+                self.run(&lock, &plan);
+            }
+            return Ok(());
+        }
+        for &s in slots {
+            self.held_by_me(s, SLOT_WRITING)?;
+        }
+        for chunk in slots.chunks(JOURNAL_SLOTS) {
+            self.commit_chunk(chunk, stamp, reg)?;
+        }
+        fence(Ordering::SeqCst);
+        let filled = self.filled();
+        if filled.waker().waiters.load(Ordering::Relaxed) != 0 {
+            filled.notify();
+        }
+        if st.observe.waiters.load(Ordering::Relaxed) != 0 {
+            wake(&st.observe, u32::MAX);
+        }
+        Ok(())
+    }
+
+    fn commit_chunk(&self, slots: &[u32], stamp: Option<(f64, u64)>, reg: u32) -> Result<()> {
+        let st = self.state();
+        let lock = self.locked();
+        let n = slots.len() as u64;
+        if st.end_state.load(Ordering::Relaxed) == END_FORCED {
+            let mut plan = Plan::new(SLOT_FREE, 0, NO_REG);
+            for &s in slots {
+                plan.slot(s);
+            }
+            plan.set(
+                ctr::ABORTED_WRITES as u32,
+                self.ctr(ctr::ABORTED_WRITES) + n,
+            );
+            self.run(&lock, &plan);
+            drop(lock);
+            self.empty().notify_all();
+            return Err(self.ended_msg());
+        }
+        let committed = self.ctr(ctr::COMMITTED);
+        let mut plan = Plan::new(SLOT_FILLED, 0, NO_REG);
+        plan.seq0 = committed + 1;
+        let mut dt_sum = 0.0;
+        if let Some((deadtime, t_ns)) = stamp {
+            let c0 = self.ctr(ctr::NEXT_COUNTER);
+            for (i, &s) in slots.iter().enumerate() {
+                let md = SlotMetadata {
+                    counter: (c0 + i as u64) as i64,
+                    timestamp: t_ns as f64 * 1e-9,
+                    deadtime,
+                };
+                self.write_meta(s, &md);
+                dt_sum += deadtime;
+            }
+            plan.set(ctr::NEXT_COUNTER as u32, c0 + n);
+        } else {
+            for &s in slots {
+                dt_sum += self.read_meta(s).deadtime;
+            }
+        }
+        point("commit.stamped");
+        for &s in slots {
+            plan.slot(s);
+        }
+        let last_seq = committed + n;
+        plan.set(ctr::COMMITTED as u32, last_seq);
+        if dt_sum != 0.0 {
+            let old = f64::from_bits(self.ctr(ctr::DEADTIME_SUM));
+            plan.set(ctr::DEADTIME_SUM as u32, (old + dt_sum).to_bits());
+        }
+        if let Some(&last) = slots.last() {
+            plan.set(
+                ctr::LATEST as u32,
+                ((last_seq & SEQ_MASK) << SLOT_BITS) | u64::from(last),
+            );
+        }
+        if self.ctr(ctr::FIRST_COMMIT_NS) == 0 {
+            plan.set(ctr::FIRST_COMMIT_NS as u32, now_ns());
+        }
+        if reg != NO_REG {
+            plan.set(W_WRITER + reg, self.word_value(W_WRITER + reg) + n);
+        }
+        self.run(&lock, &plan);
+        Ok(())
+    }
+
+    /// Returns slots taken for writing without publishing them.
+    ///
+    /// # Errors
+    /// [`Error::SlotReleased`] for a slot this process does not hold.
+    pub fn abort_many(&self, slots: &[u32]) -> Result<()> {
+        let slots: Vec<u32> = slots
+            .iter()
+            .copied()
+            .filter(|&s| s != crate::ring::TRASH)
+            .collect();
+        for &s in &slots {
+            self.held_by_me(s, SLOT_WRITING)?;
+        }
+        for chunk in slots.chunks(JOURNAL_SLOTS) {
+            let lock = self.locked();
+            let mut plan = Plan::new(SLOT_FREE, 0, NO_REG);
+            for &s in chunk {
+                plan.slot(s);
+            }
+            plan.set(
+                ctr::ABORTED_WRITES as u32,
+                self.ctr(ctr::ABORTED_WRITES) + chunk.len() as u64,
+            );
+            self.run(&lock, &plan);
+        }
+        self.empty().notify();
+        Ok(())
+    }
+
+    // ----- reading -----
+
+    /// True once the buffer has ended and every committed event has been taken.
+    #[must_use]
+    pub fn end_reached(&self) -> bool {
+        self.state().end_state.load(Ordering::Acquire) != END_OPEN && self.filled().is_empty()
+    }
+
+    /// Takes up to `out.len()` committed slots (oldest first) for reader registration `reg`,
+    /// waiting until at least one is there or `deadline`; `Ok(0)` at the end of the stream.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when the deadline passes with nothing to read.
+    pub fn acquire_read_many(
+        &self,
+        out: &mut [u32],
+        deadline: Option<Instant>,
+        reg: u32,
+    ) -> Result<usize> {
+        if let Some(n) = self.try_acquire_read_many(out, reg) {
+            return Ok(n);
+        }
+        let mut sweep = Instant::now();
+        wait_until(self.filled().waker(), deadline, || {
+            self.sweep_while_waiting(&mut sweep);
+            self.try_acquire_read_many(out, reg)
+        })
+        .ok_or_else(|| Error::Timeout(format!("no event in buffer '{}' in time", self.name())))
+    }
+
+    /// Non-blocking [`Ring::acquire_read_many`]: `None` when nothing is there yet, `Some(0)` at
+    /// the end of the stream.
+    pub fn try_acquire_read_many(&self, out: &mut [u32], reg: u32) -> Option<usize> {
+        if out.is_empty() {
+            return Some(0);
+        }
+        let ended_before = self.state().end_state.load(Ordering::Acquire) != END_OPEN;
+        if self.filled().is_empty() && !ended_before {
+            return None;
+        }
+        let lock = self.locked();
+        let mut plan = Plan::new(SLOT_READING, pid(), reg);
+        while plan.n < out.len() && !plan.full() {
+            match self.filled().pop() {
+                Some(s) => plan.slot(s),
+                None => break,
+            }
+        }
+        if plan.n == 0 {
+            // Under the lock no commit is half done: empty + ended is the end of the stream.
+            let ended = self.state().end_state.load(Ordering::Acquire) != END_OPEN;
+            return ended.then_some(0);
+        }
+        self.run(&lock, &plan);
+        out[..plan.n].copy_from_slice(&plan.slots[..plan.n]);
+        Some(plan.n)
+    }
+
+    /// Gives read slots back to the writers, counting them for reader registration `reg` as
+    /// `how`.
+    ///
+    /// # Errors
+    /// [`Error::SlotReleased`] for a slot this process does not hold.
+    pub fn release_many(&self, slots: &[u32], how: Disposition, reg: u32) -> Result<()> {
+        for &s in slots {
+            self.held_by_me(s, SLOT_READING)?;
+        }
+        for chunk in slots.chunks(JOURNAL_SLOTS) {
+            let lock = self.locked();
+            let mut plan = Plan::new(SLOT_FREE, 0, NO_REG);
+            for &s in chunk {
+                plan.slot(s);
+            }
+            self.plan_consumed(&mut plan, chunk.len() as u64, how, reg);
+            self.run(&lock, &plan);
+        }
+        self.empty().notify();
+        Ok(())
+    }
+
+    fn plan_consumed(&self, plan: &mut Plan, n: u64, how: Disposition, reg: u32) {
+        plan.set(ctr::CONSUMED as u32, self.ctr(ctr::CONSUMED) + n);
+        if reg != NO_REG {
+            plan.set(W_READER + reg, self.word_value(W_READER + reg) + n);
+            let extra = match how {
+                Disposition::Consumed => None,
+                Disposition::Filtered => Some(W_FILTERED + reg),
+                Disposition::Dropped => Some(W_DROPPED + reg),
+            };
+            if let Some(id) = extra {
+                plan.set(id, self.word_value(id) + n);
+            }
+        }
+    }
+
+    /// Records in read slot `slot` that its event is being forwarded: it counts as delivered
+    /// once writer registration `reg` of the buffer with instance id `ring_id` has committed
+    /// `commits` events. Call right before that commit.
+    ///
+    /// # Errors
+    /// [`Error::SlotReleased`] for a slot this process does not hold.
+    pub fn mark_forward(&self, slot: u32, ring_id: u64, reg: u32, commits: u64) -> Result<()> {
+        self.held_by_me(slot, SLOT_READING)?;
+        let rec = self.record(slot)?;
+        rec.fwd_ring.store(ring_id, Ordering::Relaxed);
+        rec.fwd_reg.store(u64::from(reg), Ordering::Relaxed);
+        rec.fwd_commits.store(commits, Ordering::Relaxed);
+        point("forward.intent");
+        // SYNC POINT: Release orders the intent's fields before its flag for the reclaimer.
+        rec.intent.store(INTENT_FORWARD, Ordering::Release);
+        Ok(())
+    }
+
+    /// Counts every event still waiting in the buffer as lost ("unread at shutdown") and frees
+    /// its slot. For a buffer that nobody will read any more. Returns how many.
+    pub fn discard_unread(&self) -> u64 {
+        let mut total = 0;
+        loop {
+            let lock = self.locked();
+            let mut plan = Plan::new(SLOT_FREE, 0, NO_REG);
+            while !plan.full() {
+                match self.filled().pop() {
+                    Some(s) => plan.slot(s),
+                    None => break,
+                }
+            }
+            if plan.n == 0 {
+                break;
+            }
+            total += plan.n as u64;
+            plan.set(
+                ctr::LOST_UNREAD as u32,
+                self.ctr(ctr::LOST_UNREAD) + plan.n as u64,
+            );
+            self.run(&lock, &plan);
+        }
+        self.empty().notify_all();
+        total
+    }
+
+    // ----- recovery -----
+
+    /// Returns the slots `dead` held (lock held): written ones are freed (aborted writes), read
+    /// ones are freed and counted as consumed when their forwarding intent shows the event
+    /// was delivered, else as lost. Returns `(written, lost)`.
+    pub(crate) fn reclaim_slots_locked(&self, lock: &Locked<'_>, dead: u32) -> (u32, u32) {
+        let (mut writing, mut lost) = (0u32, 0u32);
+        if dead == 0 {
+            return (0, 0);
+        }
+        for (i, rec) in self.records().iter().enumerate() {
+            if rec.holder.load(Ordering::Relaxed) != dead {
+                continue;
+            }
+            let state = rec.state.load(Ordering::Relaxed);
+            let mut plan = Plan::new(SLOT_FREE, 0, NO_REG);
+            plan.slot(i as u32);
+            match state {
+                SLOT_WRITING => {
+                    writing += 1;
+                    plan.set(
+                        ctr::ABORTED_WRITES as u32,
+                        self.ctr(ctr::ABORTED_WRITES) + 1,
+                    );
+                }
+                SLOT_READING => {
+                    let reg = rec.reserved.load(Ordering::Relaxed) as u32;
+                    if Self::forward_delivered(rec) {
+                        self.plan_consumed(&mut plan, 1, Disposition::Consumed, reg);
+                    } else {
+                        lost += 1;
+                        plan.set(
+                            ctr::LOST_READER_CRASHED as u32,
+                            self.ctr(ctr::LOST_READER_CRASHED) + 1,
+                        );
+                    }
+                }
+                _ => continue,
+            }
+            point("reclaim.slot");
+            self.run(lock, &plan);
+        }
+        if writing + lost > 0 {
+            self.empty().notify_all();
+        }
+        (writing, lost)
+    }
+
+    fn forward_delivered(rec: &SlotRecord) -> bool {
+        if rec.intent.load(Ordering::Acquire) != INTENT_FORWARD {
+            return false;
+        }
+        let ring_id = rec.fwd_ring.load(Ordering::Relaxed);
+        let reg = rec.fwd_reg.load(Ordering::Relaxed);
+        let need = rec.fwd_commits.load(Ordering::Relaxed);
+        crate::registry::writer_commits(ring_id, reg).is_some_and(|c| c >= need)
+    }
+
+    /// Called by waiting endpoints: every [`SWEEP_EVERY`], when no live supervisor watches the
+    /// buffer, reclaims the slots and registrations of processes that died.
+    fn sweep_while_waiting(&self, last: &mut Instant) {
+        if last.elapsed() < SWEEP_EVERY {
+            return;
+        }
+        *last = Instant::now();
+        let sup = self.state().supervisor_pid.load(Ordering::Relaxed);
+        if sup != 0 && plock::process_alive(sup) {
+            return;
+        }
+        self.reclaim_dead();
+    }
+}
+
+/// Sets one slot record to the state a journal gives it (idempotent).
+fn set_record(rec: &SlotRecord, state: u32, holder: u32, reg: u32, seq: u64) {
+    let odd = rec.version.load(Ordering::Relaxed) % 2 == 1;
+    match state {
+        SLOT_WRITING => {
+            rec.holder.store(holder, Ordering::Relaxed);
+            rec.holders.store(1, Ordering::Relaxed);
+            rec.intent.store(INTENT_NONE, Ordering::Relaxed);
+            if !odd {
+                // Seqlock: odd while the slot is being filled.
+                rec.version.fetch_add(1, Ordering::Relaxed);
+            }
+            rec.state.store(SLOT_WRITING, Ordering::Relaxed);
+        }
+        SLOT_FILLED => {
+            rec.commit_seq.store(seq, Ordering::Relaxed);
+            if odd {
+                // SYNC POINT: even version (Release) marks the slot stable for observers.
+                rec.version.fetch_add(1, Ordering::Release);
+            }
+            rec.state.store(SLOT_FILLED, Ordering::Relaxed);
+            rec.holder.store(0, Ordering::Relaxed);
+            rec.holders.store(0, Ordering::Relaxed);
+        }
+        SLOT_READING => {
+            rec.holder.store(holder, Ordering::Relaxed);
+            rec.holders.store(1, Ordering::Relaxed);
+            rec.reserved.store(u64::from(reg), Ordering::Relaxed);
+            rec.intent.store(INTENT_NONE, Ordering::Relaxed);
+            rec.state.store(SLOT_READING, Ordering::Relaxed);
+        }
+        _ => {
+            if odd {
+                rec.version.fetch_add(1, Ordering::Release);
+            }
+            rec.state.store(SLOT_FREE, Ordering::Relaxed);
+            rec.holder.store(0, Ordering::Relaxed);
+            rec.holders.store(0, Ordering::Relaxed);
+            rec.intent.store(INTENT_NONE, Ordering::Relaxed);
+        }
+    }
+}
