@@ -22,6 +22,7 @@ import yaml
 
 from mimocorb2 import (
     BufferIO,
+    Control,
     Exporter,
     Filter,
     Importer,
@@ -460,6 +461,86 @@ def test_example_runs_from_a_checkout_with_a_decoy_package(tmp_path):
     assert "pulses:" in output  # the summary worker's print
     runs = list((example / "target").glob("run_*"))
     assert len(runs) == 1 and (runs[0] / "stats.csv").is_file()
+
+
+REFERENCE_STYLE_FUNCTIONS = '''
+from mimocorb2 import BufferIO, Exporter, Importer
+
+
+def numbers(buffer_io: BufferIO):
+    """mimoCoRB2 Function: numbered events.
+
+    Type
+        Importer
+    """
+    importer = Importer(buffer_io)
+
+    def ufunc():
+        for i in range(buffer_io["n_events"]):
+            data = importer.data_example.copy()
+            data["ch1"] = i
+            yield data
+        yield None
+
+    importer(ufunc)
+
+
+def count(buffer_io: BufferIO):
+    """mimoCoRB2 Function: prints how many events arrived.
+
+    Type
+        Exporter
+    """
+    n = sum(1 for _data, _metadata in Exporter(buffer_io))
+    source = buffer_io.read[0]
+    print("counted", n, source.buffer.name, source.is_shutdown.value)
+'''
+
+REFERENCE_STYLE_SETUP = """
+osc_buffer_template: &osc_buffer
+  slot_count: 16
+  data_length: 10
+  data_dtype: {ch1: float32}
+  overwrite: false
+Options:
+  output_directory: target
+  debug_workers: false
+Buffers:
+  Input: *osc_buffer
+  Copied:
+    <<: *osc_buffer
+Workers:
+  source:
+    file: functions.py
+    function: numbers
+    config: config.yaml
+    sinks: [Input]
+  copy:
+    file: ""
+    function: misc.copy
+    sources: [Input]
+    sinks: [Copied]
+  counter:
+    file: functions.py
+    function: count
+    number_of_processes: 1
+    sources: [Copied]
+base_config: [config.yaml]
+target_directory: target
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_setup_written_for_the_reference_runs_unchanged(tmp_path, capfd):
+    (tmp_path / "functions.py").write_text(REFERENCE_STYLE_FUNCTIONS)
+    (tmp_path / "config.yaml").write_text("n_events: 300\n")
+    (tmp_path / "setup.yaml").write_text(REFERENCE_STYLE_SETUP)
+    control = Control.from_setup_file(tmp_path / "setup.yaml", "stats")
+    control()
+    assert control.exit_code == 0
+    captured = capfd.readouterr()
+    assert "counted 300 Copied True" in captured.out + captured.err  # the worker's print
+    assert control.get_stats()["buffers"]["Copied"]["event_count"] == 300
 
 
 # ----- 6. Relative filename of the replay importers -----
