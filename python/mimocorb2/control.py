@@ -24,6 +24,14 @@ import yaml
 
 from mimocorb2 import _core
 from mimocorb2._dataflow import write_data_flow
+from mimocorb2._ledger import (
+    WORKER_TAG_ENV,
+    buffer_ledger,
+    run_summary,
+    worker_ledger,
+    worker_tags,
+    write_run_summary,
+)
 from mimocorb2._recent import RecentDeadtime
 from mimocorb2._setup import Setup, load_setup_file, parse_setup
 from mimocorb2._stats_logger import StatsLogger
@@ -126,6 +134,8 @@ class Control:
         self._gui: Any = None  # mimocorb2._gui.GuiLink while a GUI window is connected
         self._stopped_by_user: set[str] = set()  # processes ended by a worker shutdown command
         self._recent_deadtime = RecentDeadtime()
+        self._tags = worker_tags(list(self.setup.workers))
+        self._ended_pids: set[int] = set()
         self._prepare()
 
     @classmethod
@@ -233,6 +243,7 @@ class Control:
             env.append((NO_DISPLAY_NOTED_ENV, "1"))
         for name, w in self.setup.workers.items():
             restarts = w.max_restarts if w.restart == "on-failure" else 0
+            worker_env = [*env, (WORKER_TAG_ENV, str(self._tags[name]))]
             for i in range(w.number_of_processes):
                 self.supervisor.spawn(
                     f"{name}_{i}",
@@ -242,7 +253,7 @@ class Control:
                     # mimocorb2/ folder there (e.g. a mimoCoRB2 checkout) is not imported.
                     ["-P", "-m", "mimocorb2._worker_main", str(specs[name]), str(i)],
                     str(self.run_dir / "logs" / f"{name}.log"),
-                    env,
+                    worker_env,
                     restarts,
                 )
         self._started = time.time()
@@ -365,6 +376,9 @@ class Control:
                 file=sys.stderr,
             )
             self.commands.put(["buffer", "roots", "shutdown"])
+            # Drain and end: no buffer waits any more for writers that never registered.
+            for buf in self.buffers.values():
+                buf.set_expected_writers(0)
         else:
             print("\nmimocorb2: terminating the workers", file=sys.stderr)
             self.commands.put(["worker", "all", "shutdown"])
@@ -391,7 +405,9 @@ class Control:
         finally:
             self.supervisor.terminate(None, 2.0)
             self._procs = self.supervisor.poll()
+            self._account_ended()
             self._pump_lines(terminal)
+            summary = self._close_ledger()
             final_stats = self.get_stats()
             if stats_logger is not None:
                 stats_logger.close(final_stats)
@@ -399,6 +415,7 @@ class Control:
             terminal.summary(final_stats)
             try:
                 self._report()
+                self._report_ledger(summary)
                 self._gui_finish(final_stats)
             finally:
                 if self._gui is not None:
@@ -414,6 +431,7 @@ class Control:
         last_gui = 0.0
         while True:
             self._procs = self.supervisor.poll()
+            self._account_ended()
             self._pump_lines(terminal)
             try:
                 while True:
@@ -518,14 +536,62 @@ class Control:
                 continue
             if not any(p["worker"] in readers for p in self._procs):
                 continue  # not started yet
-            unread = round(buf.get_stats()["filled_slots"] * buf.slot_count)
+            buf.send_flush_event()
+            unread = buf._core.discard_unread()
             msg = (
                 f"buffer '{name}' has no running reader left (workers {', '.join(readers)} "
-                f"ended); shutting it down so its writers stop ({unread} events unread)"
+                f"ended); shutting it down so its writers stop ({unread} events unread, "
+                "counted as lost)"
             )
             _log.warning(msg)
             print(f"mimocorb2: {msg}", file=sys.stderr)
+
+    # ----- the ledger -----
+
+    def _account_ended(self) -> None:
+        """Counts processes that ended for good without a writer registration as failed writers.
+
+        A process killed during start-up or stopped by an import error never registered with
+        its sinks; counting it as a failed writer there means no buffer waits for it.
+        """
+        for p in self._procs:
+            if p["alive"] or p["pid"] in self._ended_pids:
+                continue
+            self._ended_pids.add(p["pid"])
+            spec = self.setup.workers.get(p["worker"])
+            if spec is None:
+                continue
+            for sink in spec.sinks:
+                if sink in self.buffers:
+                    self.buffers[sink]._core.writer_failed(p["pid"], self._tags[p["worker"]])
+
+    def _close_ledger(self) -> dict[str, Any]:
+        """Counts what nobody will read any more as lost, writes ``run_summary.json``."""
+        read = {b for w in self.setup.workers.values() for b in w.sources}
+        for name, buf in self.buffers.items():
             buf.send_flush_event()
+            if name in read:  # a buffer nobody reads (observed only) keeps its last events
+                buf._core.discard_unread()
+        buffers = {n: buffer_ledger(b._core.stats()) for n, b in self.buffers.items()}
+        regs = {n: b._core.registrations() for n, b in self.buffers.items()}
+        workers = worker_ledger(regs, self._tags, self._procs)
+        summary = run_summary(buffers, workers)
+        write_run_summary(self.run_dir / "run_summary.json", summary)
+        return summary
+
+    def _report_ledger(self, summary: dict[str, Any]) -> None:
+        """Names every loss with its reason; a run with losses or failures exits 1."""
+        for why in summary["reasons"]:
+            _log.warning(why)
+        if summary["events_lost"]:
+            print(
+                f"mimocorb2: {summary['events_lost']} event(s) lost: "
+                + "; ".join(r for r in summary["reasons"] if "lost" in r or "dropped" in r)
+                + " (see run_summary.json)",
+                file=sys.stderr,
+            )
+        if summary["exit_status"]:
+            self.exit_code = 1
 
     def _report(self) -> None:
         """The final summary: failed workers (once, no traceback), stopped ones, the outcome."""

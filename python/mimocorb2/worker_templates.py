@@ -163,6 +163,11 @@ class Base:
         self.shutdown_sinks = io.shutdown_sinks
         self._bytes = _ByteViews()
         self._ended_sinks: set[int] = set()
+        # Ledger of the event in hand: sinks it should go to, sinks it reached, and whether
+        # the source slot already records that it is being forwarded.
+        self._targets = 0
+        self._delivered = 0
+        self._fwd_marked = False
 
     def _check_counts(
         self,
@@ -220,17 +225,41 @@ class Base:
                 with reader as (_, data):
                     if data is None:
                         break
+                    reader.set_disposition("dropped")
 
     def _copy_event(self, i: int, metadata: np.ndarray, data: np.ndarray) -> None:
         """Copies an event (slot to slot, bytewise) to sink ``i``; skips an ended sink."""
+        self._targets += 1
         if i in self._ended_sinks:
             return
         try:
             with self.write[i] as (m, d):
                 self._bytes(m)[:] = self._bytes(metadata)
                 self._bytes(d)[:] = self._bytes(data)
+                self._mark_forward(self.write[i])
+            self._delivered += 1
         except BufferEndedError:
             self._sink_ended(i)
+
+    def _new_event(self) -> None:
+        self._targets = self._delivered = 0
+        self._fwd_marked = False
+
+    def _mark_forward(self, writer: BufferWriter) -> None:
+        """Records in the source slot that its event is about to be committed to ``writer``.
+
+        If this process dies after that commit but before it releases the source slot, the
+        event then counts as delivered, not lost (see ``mimocorb2._ledger``).
+        """
+        if not self._fwd_marked:
+            self._fwd_marked = True
+            self.reader.mark_forward(writer)
+
+    def _settle_event(self, reader: BufferReader) -> None:
+        """Tells the ledger what became of the event in hand (released by the caller)."""
+        if self._delivered:
+            return
+        reader.set_disposition("dropped" if self._targets else "filtered")
 
     def _sink_ended(self, i: int) -> None:
         self._ended_sinks.add(i)
@@ -276,13 +305,16 @@ class Base:
             with reader as (metadata, data):
                 if data is None:
                     return
+                self._new_event()
                 try:
                     result = ufunc(data)
                 except Exception as e:
+                    reader.set_disposition("dropped")
                     raise self._fail(
                         f"the {kind} function raised an exception", e, ufunc_input=data.copy()
                     ) from e
                 yield metadata, data, result
+                self._settle_event(reader)
             if self._all_sinks_ended():
                 self._discard_rest()
                 return
@@ -455,6 +487,7 @@ class Exporter(Base):
                 with reader as (metadata, data):
                     if data is None:
                         break
+                    self._new_event()
                     for i in range(n_sinks):
                         self._copy_event(i, metadata, data)
                     yield data, metadata
@@ -553,6 +586,7 @@ class Processor(Base):
     def _write_result(
         self, i: int, metadata: np.ndarray, value: Any, data: np.ndarray, result: Any
     ) -> None:
+        self._targets += 1
         if i in self._ended_sinks:
             return
         writer = self.write[i]
@@ -560,6 +594,8 @@ class Processor(Base):
             with writer as (m, d):
                 self._bytes(m)[:] = self._bytes(metadata)
                 _copy_into(d, value)
+                self._mark_forward(writer)
+            self._delivered += 1
         except BufferEndedError:
             self._sink_ended(i)
         except (ValueError, TypeError, IndexError) as e:

@@ -11,7 +11,7 @@ use crate::layout::{
 };
 use crate::plock::process_alive;
 use crate::ring::Ring;
-use crate::stats::Stats;
+use crate::stats::{Audit, SlotView, Stats};
 use crate::sync::Ordering;
 use crate::wait::wake;
 
@@ -49,8 +49,12 @@ impl Ring {
 
     /// Sets how many writers must finish before an orderly end (the control knows this from the
     /// setup before any worker starts, so an early finisher cannot end the buffer).
+    /// Lowering it once writers have registered may end the buffer at once.
     pub fn set_expected_writers(&self, n: u32) {
         self.state().expected_writers.store(n, Ordering::SeqCst);
+        if self.state().writers_registered.load(Ordering::SeqCst) > 0 {
+            self.try_end();
+        }
     }
 
     /// Registers a writer of process `pid`; returns its registration index. A registration
@@ -422,6 +426,29 @@ impl Ring {
                 .iter()
                 .filter(|e| e.word.load(Ordering::Relaxed) & 0xffff_ffff == REG_CRASHED)
                 .count() as u32,
+        }
+    }
+
+    /// A snapshot of the slot protocol's state (lock, journal, queues, slot records) for
+    /// consistency checks; see [`Audit`].
+    #[must_use]
+    pub fn audit(&self) -> Audit {
+        let st = self.state();
+        Audit {
+            lock_holder: st.lock.load(Ordering::Acquire) & !crate::plock::SLEEPERS,
+            journal_active: st.journal.active.load(Ordering::Acquire) != 0,
+            empty: self.empty().tokens(),
+            filled: self.filled().tokens(),
+            slots: self
+                .records()
+                .iter()
+                .map(|r| SlotView {
+                    state: r.state.load(Ordering::Relaxed),
+                    holder: r.holder.load(Ordering::Relaxed),
+                    commit_seq: r.commit_seq.load(Ordering::Relaxed),
+                    intent: r.intent.load(Ordering::Relaxed),
+                })
+                .collect(),
         }
     }
 

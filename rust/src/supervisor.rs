@@ -81,6 +81,11 @@ pub struct ProcInfo {
     pub runtime: f64,
     /// Times it was restarted.
     pub restarts: u32,
+    /// Ended by the control ([`Supervisor::signal`] / [`Supervisor::terminate`]), not by a
+    /// failure of its own; never restarted.
+    pub stopped: bool,
+    /// Process ids of its earlier incarnations (before restarts).
+    pub earlier_pids: Vec<u32>,
     /// `(slots it was writing, events lost, writer registrations closed)` after it ended.
     pub reclaimed: (u32, u32, u32),
     /// Its last output lines.
@@ -97,6 +102,8 @@ struct Proc {
     ended: Option<Instant>,
     cpu_seconds: f64,
     restarts: u32,
+    stopping: bool,
+    earlier_pids: Vec<u32>,
     reclaimed: (u32, u32, u32),
     tail: Arc<Mutex<VecDeque<String>>>,
     readers: Vec<JoinHandle<()>>,
@@ -283,6 +290,8 @@ impl Supervisor {
             ended: None,
             cpu_seconds: 0.0,
             restarts: 0,
+            stopping: false,
+            earlier_pids: Vec::new(),
             reclaimed: (0, 0, 0),
             tail,
             readers,
@@ -302,6 +311,7 @@ impl Supervisor {
             let _ = writeln!(lock(&log), "{} {} {note}", clock_text(), p.spec.name);
         }
         if let Ok((child, tail, readers)) = self.start(&p.spec) {
+            p.earlier_pids.push(p.pid);
             p.pid = child.id();
             p.child = child;
             p.tail = tail;
@@ -334,7 +344,8 @@ impl Supervisor {
                         }
                         p.status = Some(st);
                         p.ended = Some(Instant::now());
-                        let again = !st.success() && p.restarts < p.spec.max_restarts;
+                        let again =
+                            !st.success() && !p.stopping && p.restarts < p.spec.max_restarts;
                         let mut total = (0, 0, 0);
                         for r in &rings {
                             let (a, b, c) = if again {
@@ -361,6 +372,8 @@ impl Supervisor {
                     cpu_seconds: p.cpu_seconds,
                     runtime: runtime.as_secs_f64(),
                     restarts: p.restarts,
+                    stopped: p.stopping && p.status.is_some(),
+                    earlier_pids: p.earlier_pids.clone(),
                     reclaimed: p.reclaimed,
                     tail: lock(&p.tail).iter().cloned().collect(),
                 }
@@ -377,13 +390,15 @@ impl Supervisor {
 
     /// Sends `signal` to the running processes named in `names` (all when `None`); returns how
     /// many were signalled.
+    /// Signalled processes count as stopped by the control: they are not restarted.
     pub fn signal(&self, names: Option<&[String]>, signal: Signal) -> usize {
-        let procs = lock(&self.procs);
+        let mut procs = lock(&self.procs);
         let mut n = 0;
-        for p in procs.iter() {
+        for p in procs.iter_mut() {
             let wanted =
                 names.is_none_or(|ns| ns.iter().any(|x| *x == p.spec.name || *x == p.spec.worker));
             if p.status.is_none() && wanted {
+                p.stopping = true;
                 if let Some(pid) = Pid::from_raw(p.pid as i32) {
                     if kill_process(pid, signal).is_ok() {
                         n += 1;

@@ -85,6 +85,8 @@ impl Supervisor {
                 d.set_item("cpu_seconds", p.cpu_seconds)?;
                 d.set_item("runtime", p.runtime)?;
                 d.set_item("restarts", p.restarts)?;
+                d.set_item("stopped", p.stopped)?;
+                d.set_item("earlier_pids", p.earlier_pids.clone())?;
                 d.set_item("reclaimed", p.reclaimed)?;
                 d.set_item("tail", p.tail)?;
                 Ok(d)

@@ -1,0 +1,145 @@
+"""The run's loss ledger: where every committed event ended, per buffer and per worker.
+
+Every event committed to a buffer ends in exactly one of: consumed (a reader released it after
+processing; for a worker that is "read", split further into forwarded, ``filtered_out`` and
+``dropped``), discarded on purpose (``paused_discarded``, ``overwritten``) or lost with a reason
+(``reader_crashed``: held by a reader that died; ``unread_at_shutdown``: still in the buffer when
+nobody was left to read it). The counts live in the buffers' shared memory (per endpoint
+registration, tagged with the worker), so they survive the processes that made them.
+
+For a linear chain importer → filter → processor → exporter the books close exactly::
+
+    committed(root) = read(exporter) + Σ filtered_out + events_lost
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+WORKER_TAG_ENV = "MIMOCORB2_WORKER_TAG"
+
+
+def worker_tags(worker_names: list[str]) -> dict[str, int]:
+    """Tag of each worker (1, 2, ...; 0 means untagged)."""
+    return {name: i + 1 for i, name in enumerate(worker_names)}
+
+
+def buffer_ledger(stats: Mapping[str, Any]) -> dict[str, Any]:
+    """The ledger entry of one buffer from its ``_core`` statistics."""
+    crashed = int(stats.get("lost_reader_crashed", 0))
+    unread = int(stats.get("lost_unread", 0))
+    return {
+        "committed": int(stats["event_count"]),
+        "consumed": int(stats.get("consumed", 0)),
+        "lost": crashed + unread,
+        "lost_by_reason": {"reader_crashed": crashed, "unread_at_shutdown": unread},
+        "paused_discarded": int(stats.get("paused_count", 0)),
+        "overwritten": int(stats.get("overwritten", 0)),
+        "in_buffer": int(stats.get("filled_slots", 0)),
+        "aborted_writes": int(stats.get("aborted_writes", 0)),
+    }
+
+
+def worker_ledger(
+    registrations: Mapping[str, list[Mapping[str, Any]]],
+    tags: Mapping[str, int],
+    procs: list[Mapping[str, Any]],
+) -> dict[str, dict[str, Any]]:
+    """Per-worker counts from the buffers' endpoint registrations and the processes.
+
+    Args:
+        registrations: ``{buffer: core.registrations()}``.
+        tags: Worker name → tag.
+        procs: The supervisor's process records (``worker``, ``alive``, ``exit_code``,
+            ``restarts``, ``stopped``).
+    """
+    by_tag = {tag: name for name, tag in tags.items()}
+    out: dict[str, dict[str, Any]] = {
+        name: {
+            "read": 0,
+            "written": 0,
+            "filtered_out": 0,
+            "dropped": 0,
+            "dropped_by_reason": {"sink_ended": 0},
+            "failed_processes": 0,
+            "restarts": 0,
+            "stopped_by_user": 0,
+        }
+        for name in tags
+    }
+    for regs in registrations.values():
+        for r in regs:
+            name = by_tag.get(int(r["tag"]))
+            if name is None:
+                continue
+            w = out[name]
+            if r["role"] == "writer":
+                w["written"] += int(r["events"])
+            else:
+                w["read"] += int(r["events"])
+                w["filtered_out"] += int(r["filtered"])
+                w["dropped"] += int(r["dropped"])
+                w["dropped_by_reason"]["sink_ended"] += int(r["dropped"])
+    for p in procs:
+        w = out.get(p["worker"])
+        if w is None:
+            continue
+        w["restarts"] += int(p.get("restarts", 0))
+        if p.get("alive"):
+            continue
+        if p.get("stopped"):
+            w["stopped_by_user"] += 1
+        elif p.get("exit_code") != 0:
+            w["failed_processes"] += 1
+    return out
+
+
+def run_summary(
+    buffers: Mapping[str, dict[str, Any]], workers: Mapping[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The ``run_summary.json`` document (``exit_status`` follows from the counts)."""
+    events_lost = sum(b["lost"] for b in buffers.values()) + sum(
+        w["dropped"] for w in workers.values()
+    )
+    failed = sum(w["failed_processes"] for w in workers.values())
+    reasons = []
+    if failed:
+        names = [n for n, w in workers.items() if w["failed_processes"]]
+        reasons.append(f"{failed} process(es) failed (workers {', '.join(names)})")
+    for name, b in buffers.items():
+        for why, n in b["lost_by_reason"].items():
+            if n:
+                reasons.append(f"{n} event(s) lost in buffer '{name}': {why.replace('_', ' ')}")
+    for name, w in workers.items():
+        if w["dropped"]:
+            reasons.append(
+                f"{w['dropped']} event(s) dropped by worker '{name}': its sink had ended"
+            )
+    return {
+        "exit_status": 1 if failed or events_lost else 0,
+        "events_lost": events_lost,
+        "reasons": reasons,
+        "buffers": dict(buffers),
+        "workers": dict(workers),
+    }
+
+
+def write_run_summary(path: Path, summary: Mapping[str, Any]) -> None:
+    """Writes the summary as JSON (atomically: a temporary file renamed into place)."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def chain_mismatch(summary: Mapping[str, Any], root: str, last_worker: str) -> int:
+    """How far the books of a linear chain are from closing (0 when they balance).
+
+    ``committed(root) - (read(last_worker) + Σ filtered_out + events_lost)``.
+    """
+    committed = summary["buffers"][root]["committed"]
+    filtered = sum(w["filtered_out"] for w in summary["workers"].values())
+    read = summary["workers"][last_worker]["read"]
+    return committed - (read + filtered + summary["events_lost"])
