@@ -211,7 +211,7 @@ def test_every_tab_renders_live_data_and_screenshots(start_run, qtbot):
     assert w.roots_table.item(0, 0).text() == "raw"
     assert float(w.roots_table.item(0, 1).text()) == pytest.approx(stats["rate"], abs=0.051)
     assert float(w.roots_table.item(0, 2).text()) == pytest.approx(
-        100 * stats["average_deadtime"], abs=0.006
+        100 * stats["recent_deadtime"], abs=0.006
     )
     assert int(w.roots_table.item(0, 3).text()) == stats["event_count"]
     assert w.time_label.text().startswith("Time Active:")
@@ -276,14 +276,23 @@ def test_pause_and_resume_roots(start_run, qtbot):
     count = run.root_stats()["event_count"]
     qtbot.wait(700)
     assert run.root_stats()["event_count"] == count  # paused roots stop counting
-    qtbot.waitUntil(lambda: w.roots_table.item(0, 4).text() == "paused", timeout=5000)
+    qtbot.waitUntil(lambda: w.roots_table.item(0, 4).text().startswith("paused"), timeout=5000)
     assert w.pause_button.text() == "Resume Roots"
     assert w.state_label.text() == "Roots paused"
+    # the events discarded while paused are counted and shown
+    qtbot.waitUntil(lambda: run.root_stats()["paused_count"] > 0, timeout=5000)
+    qtbot.waitUntil(
+        lambda: (
+            f"{w.stats['buffers']['raw']['paused_count']} discarded while paused"
+            in w.roots_table.item(0, 4).text()
+        ),
+        timeout=5000,
+    )
 
     qtbot.mouseClick(w.pause_button, QtCore.Qt.LeftButton)
     assert w.sent[-1] == ["buffer", "roots", "resume"]
     qtbot.waitUntil(lambda: run.root_stats()["event_count"] > count + 50, timeout=10_000)
-    qtbot.waitUntil(lambda: w.roots_table.item(0, 4).text() == "running", timeout=5000)
+    qtbot.waitUntil(lambda: w.roots_table.item(0, 4).text().startswith("running"), timeout=5000)
     assert w.pause_button.text() == "Pause Roots"
 
 
@@ -299,6 +308,14 @@ def test_shutdown_buttons_end_the_run(start_run, qtbot, button, command):
     run = start_run()
     w = run.window
     wait_running(qtbot, run)
+    if button == "kill_button":  # asks first: No keeps the workers running
+        run.confirms.answer = False
+        qtbot.mouseClick(w.kill_button, QtCore.Qt.LeftButton)
+        assert len(run.confirms) == 1 and "Kill all 6 worker processes" in run.confirms[0]
+        assert w.sent == []
+        qtbot.wait(300)
+        assert run.alive() == 6
+        run.confirms.answer = True
     qtbot.mouseClick(getattr(w, button), QtCore.Qt.LeftButton)
     assert w.sent == [command]
     qtbot.waitUntil(lambda: run.alive() == 0, timeout=15_000)
@@ -306,9 +323,16 @@ def test_shutdown_buttons_end_the_run(start_run, qtbot, button, command):
     qtbot.waitUntil(lambda: w.finished, timeout=15_000)
     assert "Run finished" in w.banner_label.text()
     assert not w.pause_button.isEnabled() and w.exit_button.isEnabled()
+    if button == "kill_button":  # stopped by the user: not crashed, no "signal 15", not red
+        assert "6 process(es) stopped by the user" in w.banner_label.text()
+        assert w.failures == [] and "signal" not in w.banner_label.text()
+        for row in range(len(w.worker_names)):
+            item = w.workers_table.item(row, 4)
+            assert item.text() == "stopped by user"
+            assert item.foreground().color().name() != "#d62728"
     qtbot.waitUntil(lambda: not run.thread.is_alive(), timeout=15_000)
     assert not w.isVisible()
-    assert run.confirms == []
+    assert len(run.confirms) == (2 if button == "kill_button" else 0)
     if button == "shutdown_roots_button":
         assert run.control.exit_code == 0
         assert run.root_stats()["flush_event_received"]
@@ -361,11 +385,48 @@ def test_keyboard_shortcuts_and_tooltips(start_run, qtbot):
     qtbot.waitUntil(lambda: not run.thread.is_alive(), timeout=15_000)
 
 
+def test_ctrl_p_pauses_and_resumes_again_and_again(start_run, qtbot):
+    run = start_run()
+    w = run.window
+    wait_running(qtbot, run, events=1)
+    w.activateWindow()
+    w.setFocus()
+    expected = []
+    for action in ("pause", "resume", "pause", "resume"):
+        qtbot.keyClick(w, QtCore.Qt.Key_P, QtCore.Qt.ControlModifier)
+        expected.append(["buffer", "roots", action])
+        qtbot.waitUntil(lambda e=list(expected): w.sent == e, timeout=3000)
+        label = "Resume Roots" if action == "pause" else "Pause Roots"
+        assert w.pause_button.text() == label  # relabelled ...
+        assert w.pause_button.shortcut().toString() == "Ctrl+P"  # ... and the key still works
+    qtbot.waitUntil(lambda: not run.root_stats()["paused"], timeout=5000)
+    qtbot.keyClick(w, QtCore.Qt.Key_D, QtCore.Qt.ControlModifier)
+    qtbot.waitUntil(lambda: not run.thread.is_alive(), timeout=15_000)
+
+
+def test_legends_sit_under_the_plots(start_run, qtbot):
+    run = start_run()
+    w = run.window
+    wait_running(qtbot, run, events=1)
+    for plot in (w.rate_plot, w.cpu_plot):
+        item = plot.getPlotItem()
+        legend = item.legend
+        assert len(legend.items) == len(plot.curves)
+        view = item.vb.sceneBoundingRect()
+        box = legend.sceneBoundingRect()
+        assert box.height() > 0 and not view.intersects(box)
+        assert box.top() >= item.getAxis("bottom").sceneBoundingRect().top()
+    run.control.commands.put(["buffer", "roots", "shutdown"])
+    qtbot.waitUntil(lambda: not run.thread.is_alive(), timeout=15_000)
+
+
 def test_run_that_ends_by_itself_shows_the_final_state(start_run, qtbot):
     run = start_run(n_events=300)
     w = run.window
     qtbot.waitUntil(lambda: w.finished, timeout=20_000)
     assert "every worker has ended" in w.banner_label.text()
+    assert "raw: 300 events, dead time" in w.banner_label.text()
+    assert "(whole run)" in w.banner_label.text()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     image = w.grab_tab(TABS.index("Buffers"))
     assert image.save(str(ARTIFACTS / "7_finished.png"))

@@ -33,10 +33,13 @@ __all__ = [
     "display_problem",
     "grid_shape",
     "interval_config",
+    "legend_below",
+    "mark_finished",
     "run_window",
     "save_screenshot",
     "screenshot_path",
     "skip_without_display",
+    "stay_open_default",
 ]
 
 DISPLAYLESS_PLATFORMS = frozenset(
@@ -155,6 +158,14 @@ def _probe_problem() -> str | None:
     detail = "; ".join(lines[-3:]) or f"exit code {r.returncode}"
     if r.returncode == _IMPORT_FAILED:
         return _import_message(detail)
+    plugin = next((line for line in lines if "qt platform plugin" in line.lower()), None)
+    if plugin is not None:
+        from mimocorb2._qt_libs import platform_plugin_hint
+
+        name = plugin.split('platform plugin "', 1)[-1].split('"', 1)[0] if '"' in plugin else ""
+        hint = platform_plugin_hint(name or "xcb")
+        if hint:
+            return f"Qt cannot start a window: {hint}"
     return f"Qt cannot start a window ({detail})"
 
 
@@ -283,6 +294,42 @@ def color(spec: Any, index: int = 0) -> Any:
 
 # ----- application, window loop, screenshots -----
 
+STAY_OPEN_ENV = "MIMOCORB2_PLOTS_STAY_OPEN"
+"""``1``: plot windows stay open after the run, ``0``: they close (default: with a display)."""
+
+FINISHED_MARK = "run finished"
+
+
+def stay_open_default() -> bool:
+    """Whether plot windows stay open after their buffer ended (:data:`STAY_OPEN_ENV`).
+
+    Without the variable: yes when a user can see them (not on a display-less platform such
+    as ``offscreen``, where nobody could close them).
+    """
+    value = os.environ.get(STAY_OPEN_ENV, "").strip().lower()
+    if value in ("1", "yes", "true", "on"):
+        return True
+    if value in ("0", "no", "false", "off"):
+        return False
+    return not any(p in DISPLAYLESS_PLATFORMS for p in _platforms())
+
+
+def mark_finished(window: Any) -> None:
+    """Marks a plot window "run finished": its window title and the title of each plot."""
+    title = window.windowTitle()
+    if FINISHED_MARK not in title:
+        window.setWindowTitle(f"{title} ({FINISHED_MARK})")
+    plots = []
+    if hasattr(window, "getPlotItem"):
+        plots.append(window.getPlotItem())
+    layout = getattr(window, "ci", None)
+    if layout is not None:
+        plots += [item for item in layout.items if hasattr(item, "titleLabel")]
+    for plot in plots:
+        text = plot.titleLabel.text or ""
+        if FINISHED_MARK not in text:
+            plot.setTitle(f"{text} ({FINISHED_MARK})" if text else FINISHED_MARK)
+
 
 def _qt_message_handler(logger: logging.Logger) -> Callable[..., None]:
     def handler(mode: Any, _context: Any, message: str) -> None:
@@ -316,6 +363,30 @@ def application(logger: logging.Logger | None = None) -> Any:
         app = QtWidgets.QApplication(sys.argv[:1] or ["mimocorb2"])
     _app = app
     return app
+
+
+def legend_below(plot: Any, entries: int, columns: int = 5, **options: Any) -> Any:
+    """A legend under the x-axis of ``plot`` (a PlotItem), so it never hides a curve.
+
+    Curves plotted afterwards with ``name=`` appear in it; clicking an entry hides or shows
+    its curve.
+
+    Args:
+        plot: The pyqtgraph PlotItem.
+        entries: How many entries it will hold (to choose the number of columns).
+        columns: At most this many entries per row.
+        **options: Passed to :class:`pyqtgraph.LegendItem` (``brush``, ``labelTextColor`` ...).
+
+    Returns:
+        The LegendItem.
+    """
+    import pyqtgraph as pg
+
+    options.setdefault("labelTextSize", "8pt")
+    legend = pg.LegendItem(colCount=max(1, min(entries, columns)), **options)
+    plot.layout.addItem(legend, 4, 1)  # rows: title, top axis, view, bottom axis, legend
+    plot.legend = legend
+    return legend
 
 
 def save_screenshot(widget: Any, path: str | Path, logger: logging.Logger | None = None) -> bool:
@@ -374,6 +445,7 @@ def run_window(
     screenshot: str | Path | None = None,
     logger: logging.Logger | None = None,
     size: tuple[int, int] = (900, 560),
+    stay_open: bool | None = None,
 ) -> str:
     """Shows ``window`` and runs the Qt event loop until the buffer ends or the window closes.
 
@@ -381,6 +453,10 @@ def run_window(
     last time when ``alive()`` turned false (checked every ``poll`` seconds). An exception
     raised by a callback (also KeyboardInterrupt) ends the loop and is re-raised here: an
     exception escaping into Qt would abort the process.
+
+    With ``stay_open`` (default: :func:`stay_open_default`) the window is not closed when the
+    buffer ends: it keeps the final view, marked "run finished" (:func:`mark_finished`),
+    until the user closes it.
 
     Args:
         window: The top-level widget.
@@ -391,6 +467,7 @@ def run_window(
         screenshot: If given, a PNG of the window is saved there at the end.
         logger: For messages.
         size: Initial window size in pixels.
+        stay_open: Keep the window open after the end, until the user closes it.
 
     Returns:
         ``"ended"`` if the observed buffer ended, ``"closed"`` if the window was closed.
@@ -400,6 +477,9 @@ def run_window(
     app = application(logger)
     state = _LoopState()
     shot_taken = False
+    if stay_open is None:
+        stay_open = stay_open_default()
+    ended = False
 
     def finish(reason: str) -> None:
         nonlocal shot_taken
@@ -425,9 +505,22 @@ def run_window(
         return call
 
     def check_alive() -> None:
-        if not alive():
-            refresh()
+        nonlocal ended, shot_taken
+        if ended or alive():
+            return
+        refresh()
+        if not stay_open:
             finish("ended")
+            return
+        ended = True
+        refresh_timer.stop()
+        alive_timer.stop()
+        mark_finished(window)
+        if screenshot is not None and not shot_taken:
+            shot_taken = True
+            save_screenshot(window, screenshot, logger)
+        if logger is not None:
+            logger.info("run finished: the window stays open until you close it")
 
     class _CloseWatcher(QtCore.QObject):
         def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 (Qt name)
@@ -438,7 +531,7 @@ def run_window(
     def finish_closed() -> None:
         nonlocal shot_taken
         if state.reason is None:
-            state.reason = "closed"
+            state.reason = "ended" if ended else "closed"
             if screenshot is not None and not shot_taken:
                 shot_taken = True
                 save_screenshot(window, screenshot, logger)
@@ -460,7 +553,7 @@ def run_window(
 
     guarded(refresh)()
     guarded(check_alive)()
-    if state.reason is None:
+    if state.reason is None and (not ended or window.isVisible()):
         refresh_timer.start()
         alive_timer.start()
         (getattr(app, "exec", None) or app.exec_)()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -159,4 +160,12 @@ def gui_log_tail(control: Control) -> str:
     hints = ("error", "could not", "cannot", "failed")
     # the first error line names the cause; Qt's later lines are generic
     line = next((ln for ln in lines if any(h in ln.lower() for h in hints)), lines[-1])
+    plugin = next((ln for ln in lines if "qt platform plugin" in ln.lower()), None)
+    if plugin is not None:
+        from mimocorb2._qt_libs import platform_plugin_hint
+
+        m = re.search(r'platform plugin "([^"]+)"', plugin)
+        hint = platform_plugin_hint(m.group(1) if m else "xcb")
+        if hint:
+            return f"{hint} (Qt: {plugin}; see {path})"
     return f"{line} (see {path})"

@@ -10,7 +10,8 @@ from typing import Any
 
 from PyQt5 import QtCore, QtGui, QtWidgets
 
-from mimocorb2._gui.colors import FAILED_COLOR
+from mimocorb2._gui.colors import FAILED_COLOR, STOPPED_COLOR
+from mimocorb2._recent import WINDOW_S
 
 
 def last_error(failure: dict[str, Any]) -> str:
@@ -72,10 +73,14 @@ class StatusTables(QtWidgets.QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         self.roots_table = QtWidgets.QTableWidget(len(roots), 5)
         self.roots_table.setHorizontalHeaderLabels(
-            ["Buffer", "Rate (Hz)", "Dead Time (%)", "Number of Events", "State"]
+            ["Buffer", "Rate (Hz)", f"Dead Time (%, {WINDOW_S:.0f} s)", "Number of Events", "State"]
         )
         self.roots_table.horizontalHeaderItem(2).setToolTip(
-            "Share of the time the source waited for a free slot, in percent"
+            f"Mean dead time of the events of the last {WINDOW_S:.0f} s, in percent (the "
+            "whole run's figure is in the summary when the run has finished)"
+        )
+        self.roots_table.horizontalHeaderItem(4).setToolTip(
+            "running, paused or shut down; with the number of events discarded while paused"
         )
         for i, r in enumerate(roots):
             self.roots_table.setItem(i, 0, _item(r))
@@ -110,15 +115,19 @@ class StatusTables(QtWidgets.QWidget):
                 if s.get("flush_event_received")
                 else ("paused" if s.get("paused") else "running")
             )
+            if s.get("paused_count"):
+                state += f", {int(s['paused_count'])} discarded while paused"
+            dead = s.get("recent_deadtime", s.get("average_deadtime", 0.0))
             values = (
                 f"{float(s.get('rate', 0.0)):.1f}",
-                f"{100.0 * float(s.get('average_deadtime', 0.0)):.2f}",
+                f"{100.0 * float(dead):.2f}",
                 f"{int(s.get('event_count', 0))}",
             )
             for j, v in enumerate(values, start=1):
                 self.roots_table.setItem(i, j, _item(v, align_right=True))
             self.roots_table.setItem(i, 4, _item(state))
         red = QtGui.QBrush(QtGui.QColor(FAILED_COLOR))
+        grey = QtGui.QBrush(QtGui.QColor(STOPPED_COLOR))
         for i, w in enumerate(self.worker_names):
             s = stats["workers"].get(w, {})
             n = self.workers[w]["number_of_processes"]
@@ -127,6 +136,8 @@ class StatusTables(QtWidgets.QWidget):
                 status = "; ".join(last_error(f) for f in errors[w])
             elif alive:
                 status = "running"
+            elif s.get("stopped"):
+                status = "stopped by user"
             else:
                 status = "finished"
             items = [
@@ -143,5 +154,9 @@ class StatusTables(QtWidgets.QWidget):
                 for item in items:
                     item.setForeground(red)
                     item.setToolTip(tip)
+            elif status == "stopped by user":
+                for item in items:
+                    item.setForeground(grey)
+                    item.setToolTip("ended by Kill Workers / 'shutdown workers', not by an error")
             for j, item in enumerate(items):
                 self.workers_table.setItem(i, j, item)

@@ -23,6 +23,7 @@ from mimocorb2._gui.colors import (
     IN_USE_COLOR,
     PALETTE,
 )
+from mimocorb2._plotting import legend_below
 
 HISTORY_S = 60.0
 """Seconds of history shown by the rate and CPU plots."""
@@ -37,13 +38,9 @@ def _brush(color: str) -> QtGui.QBrush:
 
 
 def _legend(plot: pg.PlotWidget, entries: int) -> None:
-    """A legend of at most about six rows, on a translucent background."""
-    plot.addLegend(
-        offset=(10, 10),
-        colCount=max(1, math.ceil(entries / 6)),
-        brush=pg.mkBrush(255, 255, 255, 210),
-        pen=pg.mkPen("#bbbbbb"),
-        labelTextSize="8pt",
+    """A legend under the x-axis, so it never hides a curve (up to six entries per row)."""
+    legend_below(
+        plot.getPlotItem(), entries, columns=6, pen=pg.mkPen("#bbbbbb"), labelTextColor="k"
     )
 
 
@@ -173,8 +170,11 @@ class ProcessPlot(pg.PlotWidget):
         self.failed_bars.setOpts(y0=alive, height=n_failed)
         for i, w in enumerate(self.worker_names):
             n = self.workers[w]["number_of_processes"]
-            text = f"{int(alive[i])}/{n}" + (
-                f"  ({int(n_failed[i])} failed)" if n_failed[i] else ""
+            stopped = int(stats["workers"].get(w, {}).get("stopped", 0))
+            text = (
+                f"{int(alive[i])}/{n}"
+                + (f"  ({int(n_failed[i])} failed)" if n_failed[i] else "")
+                + (f"  ({stopped} stopped by user)" if stopped else "")
             )
             self.texts[i].setText(text, color=FAILED_COLOR if n_failed[i] else "k")
             self.texts[i].setPos(i, max(n, alive[i] + n_failed[i]))

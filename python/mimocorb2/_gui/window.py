@@ -19,7 +19,7 @@ import psutil
 import pyqtgraph as pg
 from PyQt5 import QtCore, QtGui, QtWidgets
 
-from mimocorb2._gui.colors import ALIVE_COLOR, FAILED_COLOR
+from mimocorb2._gui.colors import ALIVE_COLOR, FAILED_COLOR, STOPPED_COLOR
 from mimocorb2._gui.flow import DataFlowView
 from mimocorb2._gui.logs import LogTab
 from mimocorb2._gui.tables import StatusTables, last_error
@@ -58,8 +58,8 @@ BUTTONS = (
         "Kill Workers",
         "Ctrl+K",
         ["worker", "all", "shutdown"],
-        "Terminate every worker process (SIGTERM, SIGKILL after 2 s)."
-        "\nTerminal: 'shutdown workers'.",
+        "Terminate every worker process (SIGTERM, SIGKILL after 2 s), after asking; they are "
+        "shown as stopped by the user.\nTerminal: 'shutdown workers'.",
     ),
     (
         "exit_button",
@@ -69,6 +69,20 @@ BUTTONS = (
         "Leave: asks first while processes still run (then kills them).\nTerminal: 'exit'.",
     ),
 )
+
+
+class ShortcutButton(QtWidgets.QPushButton):
+    """A push button whose shortcut survives a new label.
+
+    ``QAbstractButton.setText`` replaces the shortcut by the label's mnemonic (none), so a
+    relabelled button (Pause Roots / Resume Roots) would answer its key only once.
+    """
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt API
+        """Sets the label and keeps the shortcut."""
+        key = self.shortcut()
+        super().setText(text)
+        self.setShortcut(key)
 
 
 def command_text(command: Any) -> str:
@@ -215,11 +229,13 @@ class BufferManagerWindow(QtWidgets.QMainWindow):
 
         buttons = QtWidgets.QHBoxLayout()
         for attr, label, key, command, tip in BUTTONS:
-            button = QtWidgets.QPushButton(label)
+            button = ShortcutButton(label)
             button.setShortcut(QtGui.QKeySequence(key))
             button.setToolTip(f"{tip}\nShortcut: {key}")
             button.setMinimumHeight(32)
-            if command is not None:
+            if attr == "kill_button":
+                button.clicked.connect(self.kill_workers)
+            elif command is not None:
                 button.clicked.connect(lambda _=False, c=command: self.send_command(c))
             setattr(self, attr, button)
             if attr == "exit_button":
@@ -268,6 +284,18 @@ class BufferManagerWindow(QtWidgets.QMainWindow):
 
     def _show_pause_state(self) -> None:
         self.pause_button.setText("Resume Roots" if self._roots_paused else "Pause Roots")
+
+    def kill_workers(self) -> None:
+        """Asks, then terminates every worker process (Kill Workers)."""
+        alive = self.processes_alive()
+        if not alive:
+            return
+        if self._confirm(
+            f"Kill all {alive} worker processes now?\n\nEvents still in the buffers are not "
+            "processed and the results stay partial. (Shutdown Roots lets the workers finish "
+            "their work instead.)"
+        ):
+            self.send_command(["worker", "all", "shutdown"])
 
     def keep_open(self) -> None:
         """Stops the closing countdown after the run finished."""
@@ -405,6 +433,10 @@ class BufferManagerWindow(QtWidgets.QMainWindow):
             state, color = "Roots paused", "#ff7f0e"
         else:
             state, color = "Running", ALIVE_COLOR
+        stopped = sum(int(w.get("stopped", 0)) for w in stats.get("workers", {}).values())
+        if stopped and not self.failures:
+            state += f" ({stopped} stopped by the user)"
+            color = STOPPED_COLOR
         if self.failures:
             state += f" ({len(self.failures)} failed)"
             color = FAILED_COLOR
@@ -418,6 +450,27 @@ class BufferManagerWindow(QtWidgets.QMainWindow):
         self.state_label.setText(state)
         self.state_label.setStyleSheet(f"color: {color}")
 
+    def _stopped_by_user(self) -> int:
+        """Processes ended by Kill Workers (from the newest statistics)."""
+        workers = (self.stats or {}).get("workers", {})
+        return sum(int(w.get("stopped", 0)) for w in workers.values())
+
+    def _whole_run_summary(self) -> str:
+        """`` raw: 300 events, dead time 0.4% (whole run).`` for every root buffer."""
+        buffers = (self.stats or {}).get("buffers", {})
+        parts = [
+            f"{r}: {int(b.get('event_count', 0))} events, dead time "
+            f"{100.0 * float(b.get('average_deadtime', 0.0)):.1f}% (whole run)"
+            + (
+                f", {int(b['paused_count'])} discarded while paused"
+                if b.get("paused_count")
+                else ""
+            )
+            for r in self.roots
+            if (b := buffers.get(r)) is not None
+        ]
+        return (" " + "; ".join(parts) + ".") if parts else ""
+
     def _show_banner(self, left: float | None = None) -> None:
         if self.finished:
             n_failed = len(self.failures)
@@ -426,9 +479,16 @@ class BufferManagerWindow(QtWidgets.QMainWindow):
                     last_error(f) for f in self.failures[:3]
                 )
                 color = "#f8d7da"
+            elif self._stopped_by_user():
+                text = (
+                    f"Run finished: {self._stopped_by_user()} process(es) stopped by the user; "
+                    "the results are partial."
+                )
+                color = "#fff3cd"
             else:
                 text = "Run finished: every worker has ended."
                 color = "#d4edda"
+            text += self._whole_run_summary()
             if left is not None:
                 text += f" Closing in {math.ceil(left)} s (Keep Open to stay, Exit to close)."
             self.keep_open_button.setVisible(self._countdown is not None)

@@ -122,8 +122,10 @@ def oscilloscope(buffer_io: BufferIO) -> None:
     one curve per channel, redrawn when a new event arrived (at most once per
     ``update_interval``). Clicking a legend entry hides or shows its curve. The observer gets
     copies of the events: it never takes events from the buffer's readers and never slows the
-    writers. The window closes when the observed buffer ends; closing the window ends the
-    worker. Without a display (no ``DISPLAY`` / ``WAYLAND_DISPLAY`` and ``QT_QPA_PLATFORM``
+    writers. When the observed buffer ends the last event stays shown and the window, marked
+    "run finished", stays open until the user closes it (``MIMOCORB2_PLOTS_STAY_OPEN=0``, and
+    display-less platforms such as ``offscreen``, close it at once); closing the window ends
+    the worker. Without a display (no ``DISPLAY`` / ``WAYLAND_DISPLAY`` and ``QT_QPA_PLATFORM``
     not ``offscreen``) the worker logs that it is skipped and returns.
 
     Type
@@ -212,7 +214,8 @@ def oscilloscope(buffer_io: BufferIO) -> None:
     plot.setLabel("bottom", t_unit)
     plot.setLabel("left", y_unit)
     plot.showGrid(x=True, y=True, alpha=0.25)
-    plot.addLegend(offset=(10, 10))
+    # under the axis, not on the traces
+    _plotting.legend_below(plot, len(channels) + (trigger is not None))
     t_lo, t_hi = (float(t.min()), float(t.max())) if len(t) else (0.0, 1.0)
     if t_lo == t_hi:
         t_lo, t_hi = t_lo - 0.5, t_hi + 0.5

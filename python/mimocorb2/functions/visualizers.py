@@ -64,7 +64,9 @@ def _plot_type(io: BufferIO, default: str, alias: str | None = None) -> str:
 class _HistogramPlot:
     """One histogram in a pyqtgraph PlotItem, drawn as line, bar, step or stepfilled."""
 
-    def __init__(self, plot: Any, name: str, plot_type: str, color: Any) -> None:
+    def __init__(
+        self, plot: Any, name: str, plot_type: str, color: Any, unit: str | None = None
+    ) -> None:
         import pyqtgraph as pg
 
         self.plot = plot
@@ -74,10 +76,14 @@ class _HistogramPlot:
         self.edges: np.ndarray | None = None
         self.item: Any = None
         self._pg = pg
-        plot.setLabel("bottom", name)
-        plot.setLabel("left", "Count")
+        plot.setLabel("bottom", f"{name} ({unit})" if unit else name)
+        plot.setLabel("left", "entries per bin")
         plot.showGrid(x=True, y=True, alpha=0.25)
         plot.setTitle(name)
+        # nothing to show yet: an empty 0..1 frame, not pyqtgraph's default range
+        plot.setXRange(0.0, 1.0, padding=0)
+        plot.setYRange(0.0, 1.0, padding=0)
+        plot.enableAutoRange(x=False, y=False)
         self.title = name
 
     def _build(self, edges: np.ndarray, counts: np.ndarray) -> None:
@@ -128,20 +134,41 @@ class _HistogramPlot:
             self.item.setData(0.5 * (edges[:-1] + edges[1:]), counts)
         else:
             self.item.setData(edges, counts)
+        if counts.any():
+            self.plot.enableAutoRange(y=True)
+        else:  # empty: 0..1 counts instead of an autoscaled range around nothing
+            self.plot.enableAutoRange(y=False)
+            self.plot.setYRange(0.0, 1.0, padding=0)
         if title is not None:
             self.plot.setTitle(title)
             self.title = title
 
 
-def _layout(window: Any, names: list[str], plot_type: str) -> dict[str, _HistogramPlot]:
-    """A grid of histogram plots in a GraphicsLayoutWidget."""
+def _units(io: BufferIO) -> dict[str, str]:
+    """The ``units`` config: a unit per field, shown on the x-axes (``{energy: keV}``)."""
+    value = io.get("units")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"worker '{io.name}': config 'units' must map field names to units, e.g. "
+            f"{{peak_heights: mV}}, got {value!r}"
+        )
+    return {str(k): str(v) for k, v in value.items() if v is not None and str(v)}
+
+
+def _layout(
+    window: Any, names: list[str], plot_type: str, units: dict[str, str] | None = None
+) -> dict[str, _HistogramPlot]:
+    """A grid of histogram plots in a GraphicsLayoutWidget; x-axes: field (unit)."""
     window.clear()
     _, cols = _plotting.grid_shape(len(names))
     plots = {}
     for i, name in enumerate(names):
         row, col = divmod(i, cols)
         item = window.addPlot(row=row, col=col)
-        plots[name] = _HistogramPlot(item, name, plot_type, _plotting.color(None, i))
+        unit = (units or {}).get(name)
+        plots[name] = _HistogramPlot(item, name, plot_type, _plotting.color(None, i), unit)
     return plots
 
 
@@ -372,10 +399,12 @@ def histogram(buffer_io: BufferIO) -> None:
     Visualizes histograms of the data in the source buffer with pyqtgraph. The histograms
     are read from the npy files saved by the histogram exporter
     (``Histograms_<buffer>/info.csv`` and ``<channel>.npy`` in the run directory), every
-    ``update_interval`` seconds; until the files exist the window says it is waiting. The
-    window closes when the observed buffer has ended and the exporter's final counts are
-    shown (it waits up to 2 s for the exporter's last write); closing the window ends the
-    worker. Without a display the worker logs that it is skipped and returns.
+    ``update_interval`` seconds; until the files exist the window says it is waiting. When
+    the observed buffer has ended the final counts are shown (it waits up to 2 s for the
+    exporter's last write) and the window, marked "run finished", stays open until the user
+    closes it (``MIMOCORB2_PLOTS_STAY_OPEN=0``, and display-less platforms such as
+    ``offscreen``, close it at once); closing the window ends the worker. Without a display
+    the worker logs that it is skipped and returns.
 
     Type
         IsAlive
@@ -394,6 +423,9 @@ def histogram(buffer_io: BufferIO) -> None:
         plot_type : str, optional (default='line')
             Type of plot to use for the histograms. Options are 'line', 'bar', 'step' or
             'stepfilled'.
+        units : dict, optional (default=None)
+            Unit of each field, shown with its name on the x-axis, e.g.
+            ``{peak_heights: mV}``.
         screenshot : str, optional (default=None)
             If set, a PNG of the window is saved to this path when the worker ends (relative
             paths are taken in the run directory).
@@ -416,6 +448,7 @@ def histogram(buffer_io: BufferIO) -> None:
     is_alive = IsAlive(buffer_io)
     interval = _plotting.interval_config(buffer_io, "update_interval", 1.0)
     plot_type = _plot_type(buffer_io, "line")
+    units = _units(buffer_io)
     screenshot = _plotting.screenshot_path(buffer_io)
     buffer_name = is_alive.buffer.name
     function = "visualizers.histogram"
@@ -435,7 +468,7 @@ def histogram(buffer_io: BufferIO) -> None:
         channels = [row["channel"] for row in info]
         if channels != state["channels"]:
             state["channels"] = channels
-            state["plots"] = _layout(window, channels, plot_type)
+            state["plots"] = _layout(window, channels, plot_type, units)
         for row in info:
             channel_counts = counts.get(row["channel"])
             if channel_counts is None:
@@ -601,8 +634,9 @@ def csv(buffer_io: BufferIO) -> None:
     Visualizes histograms of the data in the source buffer with pyqtgraph. The histograms
     are filled from the CSV file saved by the csv exporter: every ``update_interval``
     seconds the rows added since the last update are read and counted (the file is never
-    read twice). Until the file exists the plots stay empty. The window closes when the
-    observed buffer ends; closing the window ends the worker. Without a display the worker
+    read twice). Until the file exists the plots stay empty. When the observed buffer ends
+    the window, marked "run finished", stays open until the user closes it (see
+    ``visualizers.histogram``); closing the window ends the worker. Without a display the worker
     logs that it is skipped and returns.
 
     Type
@@ -630,6 +664,9 @@ def csv(buffer_io: BufferIO) -> None:
         filename : str, optional (default='buffer_name')
             Name of the CSV file written by the csv exporter, in the run_dir (without
             ``.csv``).
+        units : dict, optional (default=None)
+            Unit of each field, shown with its name on the x-axis, e.g.
+            ``{peak_heights: mV}``.
         screenshot : str, optional (default=None)
             If set, a PNG of the window is saved to this path when the worker ends (relative
             paths are taken in the run directory).
@@ -665,7 +702,7 @@ def csv(buffer_io: BufferIO) -> None:
         return
 
     names = list(edges)
-    plots = _layout(window, names, plot_type)
+    plots = _layout(window, names, plot_type, _units(buffer_io))
     tail = _CsvTail(path, names)
     counts = {n: np.zeros(len(e) - 1, dtype=np.int64) for n, e in edges.items()}
     for name in names:
