@@ -1,121 +1,24 @@
 """Kill storms: worker processes killed with SIGKILL at random moments (start-up included),
 with and without restarts. Every run must end by itself and its ledger must balance."""
 
-import json
-import random
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
 
 from mimocorb2._ledger import chain_mismatch
 
-WORKERS = Path(__file__).parent / "pipelines" / "workers.py"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benches"))
+from soak import HangError, run_storm, storm_setup
 
 
-def storm_setup(tmp_path: Path, restart: bool, n_events: int = 6000) -> Path:
-    """importer → raw → filter (2) → even → processor (2) → doubled → exporter."""
-    policy = {"restart": "on-failure", "max_restarts": 2} if restart else {}
-    buf = {"slot_count": 16, "data_length": 1, "data_dtype": {"value": "int64"}}
-    setup = {
-        "Buffers": {"raw": dict(buf), "even": dict(buf), "doubled": dict(buf)},
-        "Workers": {
-            "source": {
-                "file": str(WORKERS),
-                "function": "source",
-                "config": {"n_events": n_events, "sleep": 0.0004},
-                "sinks": ["raw"],
-                **policy,
-            },
-            "filter": {
-                "file": str(WORKERS),
-                "function": "keep_even",
-                "number_of_processes": 2,
-                "sources": ["raw"],
-                "sinks": ["even"],
-                **policy,
-            },
-            "double": {
-                "file": str(WORKERS),
-                "function": "double",
-                "number_of_processes": 2,
-                "sources": ["even"],
-                "sinks": ["doubled"],
-                **policy,
-            },
-            "collect": {"file": str(WORKERS), "function": "collect", "sources": ["doubled"]},
-        },
-        "target_directory": str(tmp_path / "runs"),
-    }
-    path = tmp_path / "storm.yaml"
-    path.write_text(yaml.safe_dump(setup))
-    return path
-
-
-def workers_of(pid: int) -> list[psutil.Process]:
+def run_or_fail(setup: Path, seed: int, kills: int, timeout: float) -> tuple[int, dict, int]:
     try:
-        kids = psutil.Process(pid).children()
-    except psutil.NoSuchProcess:
-        return []
-    return [k for k in kids if "mimocorb2._worker_main" in " ".join(k.cmdline() or [])]
-
-
-def run_storm(setup: Path, seed: int, kills: int, timeout: float) -> tuple[int, dict, int]:
-    """Runs the CLI on ``setup`` while killing ``kills`` random workers; returns (exit code,
-    run summary, kills done). Fails the test if the run does not end within ``timeout``."""
-    rng = random.Random(seed)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mimocorb2", str(setup), "-c", "stats"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    done = []
-    last_stderr: list[str] = []
-
-    def killer() -> None:
-        if kills == 0:
-            return
-        # One kill early (start-up: processes still importing or attaching), then spread out.
-        moments = sorted(
-            [rng.uniform(0.05, 0.6)] + [rng.uniform(0.2, 2.5) for _ in range(kills - 1)]
-        )
-        t0 = time.monotonic()
-        for t in moments:
-            while time.monotonic() - t0 < t:
-                if proc.poll() is not None:
-                    return
-                time.sleep(0.01)
-            victims = workers_of(proc.pid)
-            if victims:
-                try:
-                    rng.choice(victims).kill()
-                    done.append(t)
-                except psutil.NoSuchProcess:
-                    pass
-
-    th = threading.Thread(target=killer, daemon=True)
-    th.start()
-    try:
-        _, err = proc.communicate(timeout=timeout)
-        last_stderr.append(err)
-    except subprocess.TimeoutExpired:
-        for k in workers_of(proc.pid):
-            k.kill()
-        proc.kill()
-        proc.communicate()
-        pytest.fail(f"run with seed {seed} hung (no end within {timeout} s)")
-    th.join(5)
-    runs = sorted((setup.parent / "runs").iterdir())
-    summary = json.loads((runs[-1] / "run_summary.json").read_text())
-    summary["stderr"] = last_stderr[-1][-3000:] if last_stderr else ""
-    return proc.returncode, summary, len(done)
+        return run_storm(setup, seed, kills, timeout)
+    except HangError as e:
+        pytest.fail(str(e))
 
 
 @pytest.mark.timeout(150)
@@ -123,7 +26,7 @@ def run_storm(setup: Path, seed: int, kills: int, timeout: float) -> tuple[int, 
 def test_kill_storm_ends_and_balances(tmp_path: Path, restart: bool) -> None:
     setup = storm_setup(tmp_path, restart)
     for seed in range(2):
-        code, summary, kills = run_storm(setup, seed=100 * restart + seed, kills=3, timeout=45)
+        code, summary, kills = run_or_fail(setup, seed=100 * restart + seed, kills=3, timeout=45)
         assert kills >= 1
         assert chain_mismatch(summary, "raw", "collect") == 0, summary
         failed = sum(w["failed_processes"] for w in summary["workers"].values())
@@ -136,7 +39,7 @@ def test_kill_storm_ends_and_balances(tmp_path: Path, restart: bool) -> None:
 @pytest.mark.timeout(60)
 def test_a_quiet_run_balances_and_exits_zero(tmp_path: Path) -> None:
     setup = storm_setup(tmp_path, restart=False, n_events=3000)
-    code, summary, _ = run_storm(setup, seed=0, kills=0, timeout=40)
+    code, summary, _ = run_or_fail(setup, seed=0, kills=0, timeout=40)
     assert code == 0, summary
     assert summary["events_lost"] == 0
     assert summary["buffers"]["raw"]["committed"] == 3000
@@ -144,4 +47,55 @@ def test_a_quiet_run_balances_and_exits_zero(tmp_path: Path) -> None:
     assert summary["workers"]["filter"]["filtered_out"] == 1500
     assert summary["workers"]["filter"]["read"] == 3000
     assert summary["workers"]["double"]["written"] == 1500
+    assert chain_mismatch(summary, "raw", "collect") == 0
+
+
+FLAKY_MODULE = '''
+import os
+from pathlib import Path
+
+from mimocorb2 import BufferIO, Importer
+
+_marker = Path(__file__).with_suffix(".imported")
+# Only in a worker process (the control validates the setup by importing it too).
+if os.environ.get("MIMOCORB2_WORKER_TAG") and not _marker.exists():
+    _marker.write_text("x")
+    raise ImportError("this process fails while importing the worker module")
+
+
+def source(buffer_io: BufferIO):
+    """mimoCoRB2 Function: 500 numbered events.
+
+    Type
+        Importer
+    """
+    importer = Importer(buffer_io)
+    event = importer.data_example.copy()
+
+    def gen():
+        for i in range(500):
+            event["value"] = i
+            yield event
+        yield None
+
+    importer(gen)
+'''
+
+
+@pytest.mark.timeout(60)
+def test_an_import_error_in_one_process_does_not_hang_the_run(tmp_path: Path) -> None:
+    """One of two importer processes fails while importing: its sink must not wait for it."""
+    module = tmp_path / "flaky.py"
+    module.write_text(FLAKY_MODULE)
+    setup = storm_setup(tmp_path, restart=False, n_events=500)
+    spec = yaml.safe_load(setup.read_text())
+    spec["Workers"]["source"].update(
+        {"file": str(module), "function": "source", "number_of_processes": 2, "config": {}}
+    )
+    setup.write_text(yaml.safe_dump(spec))
+    code, summary, _ = run_or_fail(setup, seed=0, kills=0, timeout=40)
+    assert code == 1
+    assert summary["workers"]["source"]["failed_processes"] == 1
+    assert summary["buffers"]["raw"]["committed"] == 500
+    assert summary["workers"]["collect"]["read"] == 250
     assert chain_mismatch(summary, "raw", "collect") == 0

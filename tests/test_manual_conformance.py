@@ -373,7 +373,6 @@ def _run(target: Callable[..., None], *args: Any) -> None:
 
 
 @pytest.mark.timeout(20)
-@pytest.mark.xfail(strict=False, reason="core fix for issue 9.4 pending")
 def test_writers_that_exit_without_flushing_do_not_keep_the_buffer_open():
     buf = make_buffer(64)
     _run(_write_and_exit, buf, 0, 10, False)

@@ -40,6 +40,7 @@ def buffer_ledger(stats: Mapping[str, Any]) -> dict[str, Any]:
         "overwritten": int(stats.get("overwritten", 0)),
         "in_buffer": int(stats.get("filled_slots", 0)),
         "aborted_writes": int(stats.get("aborted_writes", 0)),
+        "repairs": int(stats.get("repairs", 0)),
     }
 
 
@@ -63,7 +64,7 @@ def worker_ledger(
             "written": 0,
             "filtered_out": 0,
             "dropped": 0,
-            "dropped_by_reason": {"sink_ended": 0},
+            "dropped_by_reason": {"sink_ended": 0, "worker_error": 0},
             "failed_processes": 0,
             "restarts": 0,
             "stopped_by_user": 0,
@@ -81,8 +82,10 @@ def worker_ledger(
             else:
                 w["read"] += int(r["events"])
                 w["filtered_out"] += int(r["filtered"])
-                w["dropped"] += int(r["dropped"])
+                failed = int(r.get("failed", 0))
+                w["dropped"] += int(r["dropped"]) + failed
                 w["dropped_by_reason"]["sink_ended"] += int(r["dropped"])
+                w["dropped_by_reason"]["worker_error"] += failed
     for p in procs:
         w = out.get(p["worker"])
         if w is None:
@@ -113,11 +116,11 @@ def run_summary(
         for why, n in b["lost_by_reason"].items():
             if n:
                 reasons.append(f"{n} event(s) lost in buffer '{name}': {why.replace('_', ' ')}")
+    explain = {"sink_ended": "its sink had ended", "worker_error": "its function failed on them"}
     for name, w in workers.items():
-        if w["dropped"]:
-            reasons.append(
-                f"{w['dropped']} event(s) dropped by worker '{name}': its sink had ended"
-            )
+        for why, n in w["dropped_by_reason"].items():
+            if n:
+                reasons.append(f"{n} event(s) dropped by worker '{name}': {explain[why]}")
     return {
         "exit_status": 1 if failed or events_lost else 0,
         "events_lost": events_lost,

@@ -414,8 +414,7 @@ class Control:
             terminal.stop()
             terminal.summary(final_stats)
             try:
-                self._report()
-                self._report_ledger(summary)
+                self._report(summary)
                 self._gui_finish(final_stats)
             finally:
                 if self._gui is not None:
@@ -590,14 +589,12 @@ class Control:
                 + " (see run_summary.json)",
                 file=sys.stderr,
             )
-        if summary["exit_status"]:
-            self.exit_code = 1
 
-    def _report(self) -> None:
+    def _report(self, summary: dict[str, Any]) -> None:
         """The final summary: failed workers (once, no traceback), stopped ones, the outcome."""
         failed = self.failures()
         stopped = self.stopped_by_user()
-        self.exit_code = 1 if failed else 0
+        self.exit_code = 1 if failed or summary["exit_status"] else 0
         for p in failed:
             tail = [line for line in p["tail"] if line.strip()]
             _log.error(
@@ -619,9 +616,7 @@ class Control:
             by_worker = {w: sum(p["worker"] == w for p in stopped) for w in self.setup.workers}
             names = ", ".join(f"{w} ({n})" for w, n in by_worker.items() if n)
             print(f"mimocorb2: processes stopped by the user: {names}", file=sys.stderr)
-        lost = {n: b.get_stats()["lost"] for n, b in self.buffers.items()}
-        if any(lost.values()):
-            print(f"mimocorb2: events lost with crashed readers: {lost}", file=sys.stderr)
+        self._report_ledger(summary)
         if failed or stopped:
             workers = sorted({p["worker"] for p in failed})
             why = (
@@ -637,6 +632,12 @@ class Control:
             print(
                 f"mimocorb2: run finished: {outcome}; the results in {self.run_dir} are "
                 f"PARTIAL (see {PARTIAL_MARKER} there)",
+                file=sys.stderr,
+            )
+        elif summary["events_lost"]:
+            print(
+                f"mimocorb2: run finished: {summary['events_lost']} event(s) LOST (see "
+                f"run_summary.json); results in {self.run_dir}",
                 file=sys.stderr,
             )
         else:

@@ -309,7 +309,7 @@ class Base:
                 try:
                     result = ufunc(data)
                 except Exception as e:
-                    reader.set_disposition("dropped")
+                    reader.set_disposition("failed")
                     raise self._fail(
                         f"the {kind} function raised an exception", e, ufunc_input=data.copy()
                     ) from e

@@ -268,8 +268,10 @@ pub struct RegEntry {
     pub filtered: AtomicU64,
     /// Reader: events released as dropped (the worker's sink had ended).
     pub dropped: AtomicU64,
+    /// Reader: events released as given up because the worker's function failed on them.
+    pub failed: AtomicU64,
     /// Reserved.
-    pub reserved: [AtomicU64; 3],
+    pub reserved: [AtomicU64; 2],
 }
 
 /// Packs a registration word.

@@ -36,4 +36,4 @@ pub use handles::{Observer, Reader, Writer};
 pub use ring::Ring;
 pub use ring_protocol::{Disposition, NO_REG};
 pub use ring_single::Grant;
-pub use stats::Stats;
+pub use stats::{Audit, SlotView, Stats};

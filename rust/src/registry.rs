@@ -19,15 +19,19 @@ pub(crate) fn remember(id: u64, map: &Arc<Mapping>) {
     }
 }
 
-/// Events committed so far by writer registration `reg` of buffer `id`, if this process maps
-/// that buffer.
-pub(crate) fn writer_commits(id: u64, reg: u64) -> Option<u64> {
+/// A handle on buffer `id`, if this process maps it.
+pub(crate) fn ring(id: u64) -> Option<crate::ring::Ring> {
     let map = {
         let v = RINGS
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         v.iter().find(|(i, _)| *i == id)?.1.upgrade()?
     };
-    let ring = crate::ring::Ring::from_shared(map).ok()?;
-    ring.writer_events(usize::try_from(reg).ok()?)
+    crate::ring::Ring::from_shared(map).ok()
+}
+
+/// Events committed so far by writer registration `reg` of buffer `id`, if this process maps
+/// that buffer.
+pub(crate) fn writer_commits(id: u64, reg: u64) -> Option<u64> {
+    ring(id)?.writer_events(usize::try_from(reg).ok()?)
 }

@@ -285,6 +285,7 @@ impl Ring {
         if dead_pid == 0 {
             return (0, 0, 0);
         }
+        self.settle_forward_targets(dead_pid);
         let (writing, lost) = {
             let lock = self.locked();
             self.reclaim_slots_locked(&lock, dead_pid)
@@ -336,13 +337,17 @@ impl Ring {
         n
     }
 
-    /// Process ids currently holding slots (for the supervisor's liveness checks).
+    /// Process ids currently holding slots, registrations or the ring lock (for the
+    /// supervisor's liveness checks). The lock holder counts: a process that died inside a
+    /// step may hold nothing else yet (an unregistered reader that has only popped tokens).
     #[must_use]
     pub fn holders(&self) -> Vec<u32> {
+        let lock = self.state().lock.load(Ordering::Relaxed) & !crate::plock::SLEEPERS;
         let mut v: Vec<u32> = self
             .records()
             .iter()
             .map(|r| r.holder.load(Ordering::Relaxed))
+            .chain(std::iter::once(lock))
             .chain(self.writers().iter().chain(self.readers()).filter_map(|e| {
                 let w = e.word.load(Ordering::Relaxed);
                 (w & 0xffff_ffff == REG_ACTIVE).then_some((w >> 32) as u32)
@@ -465,6 +470,7 @@ impl Ring {
                 events: e.events.load(Ordering::Relaxed),
                 filtered: e.filtered.load(Ordering::Relaxed),
                 dropped: e.dropped.load(Ordering::Relaxed),
+                failed: e.failed.load(Ordering::Relaxed),
             })
         };
         self.writers()
@@ -492,6 +498,8 @@ pub struct Registration {
     pub filtered: u64,
     /// Reader: released as dropped.
     pub dropped: u64,
+    /// Reader: released as given up after the worker's function failed.
+    pub failed: u64,
 }
 
 /// The worker tag of this process: `MIMOCORB2_WORKER_TAG` (set by the control for the

@@ -47,6 +47,8 @@ pub(crate) const W_READER: u32 = 0x2000;
 pub(crate) const W_FILTERED: u32 = 0x3000;
 /// Word id of a reader registration's dropped count.
 pub(crate) const W_DROPPED: u32 = 0x4000;
+/// Word id of a reader registration's count of events its worker failed on.
+pub(crate) const W_FAILED: u32 = 0x5000;
 /// "No registration".
 pub const NO_REG: u32 = u32::MAX;
 
@@ -63,6 +65,8 @@ pub enum Disposition {
     Filtered,
     /// Given up because the worker's sink had ended.
     Dropped,
+    /// Given up because the worker's function failed on it.
+    Failed,
 }
 
 /// The plan of one step before it goes into the journal.
@@ -145,6 +149,7 @@ impl Ring {
             W_READER => self.readers().get(idx).map(|e| &e.events),
             W_FILTERED => self.readers().get(idx).map(|e| &e.filtered),
             W_DROPPED => self.readers().get(idx).map(|e| &e.dropped),
+            W_FAILED => self.readers().get(idx).map(|e| &e.failed),
             _ => None,
         }
     }
@@ -272,9 +277,8 @@ impl Ring {
         if let Some(n) = self.try_acquire_write_many(out)? {
             return Ok(n);
         }
-        let mut sweep = Instant::now();
         wait_until(self.empty().waker(), deadline, || {
-            self.sweep_while_waiting(&mut sweep);
+            self.sweep_while_waiting();
             self.try_acquire_write_many(out).transpose()
         })
         .ok_or_else(|| {
@@ -494,9 +498,8 @@ impl Ring {
         if let Some(n) = self.try_acquire_read_many(out, reg) {
             return Ok(n);
         }
-        let mut sweep = Instant::now();
         wait_until(self.filled().waker(), deadline, || {
-            self.sweep_while_waiting(&mut sweep);
+            self.sweep_while_waiting();
             self.try_acquire_read_many(out, reg)
         })
         .ok_or_else(|| Error::Timeout(format!("no event in buffer '{}' in time", self.name())))
@@ -560,6 +563,7 @@ impl Ring {
                 Disposition::Consumed => None,
                 Disposition::Filtered => Some(W_FILTERED + reg),
                 Disposition::Dropped => Some(W_DROPPED + reg),
+                Disposition::Failed => Some(W_FAILED + reg),
             };
             if let Some(id) = extra {
                 plan.set(id, self.word_value(id) + n);
@@ -660,6 +664,34 @@ impl Ring {
         (writing, lost)
     }
 
+    /// Lets every other buffer that `dead` was forwarding events to finish a step that `dead`
+    /// left half done there: the lock is taken over from it and that buffer repaired (its
+    /// journal rolled forward). Otherwise reclaiming this buffer first would count an event as
+    /// lost whose downstream commit a later repair still completes. Called before this ring's
+    /// lock is taken, so ring locks are never nested. (When `dead` held this ring's lock its
+    /// steps elsewhere were complete: steps never nest either.)
+    pub(crate) fn settle_forward_targets(&self, dead: u32) {
+        let own = self.instance_id()[0];
+        let mut ids: Vec<u64> = self
+            .records()
+            .iter()
+            .filter(|r| {
+                r.holder.load(Ordering::Relaxed) == dead
+                    && r.state.load(Ordering::Relaxed) == SLOT_READING
+                    && r.intent.load(Ordering::Acquire) == INTENT_FORWARD
+            })
+            .map(|r| r.fwd_ring.load(Ordering::Relaxed))
+            .filter(|&id| id != own)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            if let Some(ring) = crate::registry::ring(id) {
+                drop(ring.locked());
+            }
+        }
+    }
+
     fn forward_delivered(rec: &SlotRecord) -> bool {
         if rec.intent.load(Ordering::Acquire) != INTENT_FORWARD {
             return false;
@@ -672,11 +704,19 @@ impl Ring {
 
     /// Called by waiting endpoints: every [`SWEEP_EVERY`], when no live supervisor watches the
     /// buffer, reclaims the slots and registrations of processes that died.
-    fn sweep_while_waiting(&self, last: &mut Instant) {
-        if last.elapsed() < SWEEP_EVERY {
+    fn sweep_while_waiting(&self) {
+        // One sweep per SWEEP_EVERY and process (a long wait is often split into many short
+        // timed calls, so a per-call timer would never fire).
+        static LAST: AtomicU64 = AtomicU64::new(0);
+        let now = now_ns();
+        let last = LAST.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < SWEEP_EVERY.as_nanos() as u64
+            || LAST
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
             return;
         }
-        *last = Instant::now();
         let sup = self.state().supervisor_pid.load(Ordering::Relaxed);
         if sup != 0 && plock::process_alive(sup) {
             return;

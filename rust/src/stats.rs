@@ -49,3 +49,32 @@ pub struct Stats {
     /// Slots held by writers or readers right now.
     pub held_slots: u32,
 }
+
+/// One slot record as [`Audit`] reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlotView {
+    /// `SLOT_*` state (see `layout.rs`).
+    pub state: u32,
+    /// Holder pid while writing or reading, else 0.
+    pub holder: u32,
+    /// Commit sequence number of the event the slot holds.
+    pub commit_seq: u64,
+    /// Forwarding intent (`INTENT_*`).
+    pub intent: u32,
+}
+
+/// The state of the slot protocol at one moment, for consistency checks (tests, diagnostics).
+/// Read without the ring lock: only consistent while no live process changes the buffer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Audit {
+    /// Pid holding the ring lock, 0 when free.
+    pub lock_holder: u32,
+    /// True while a journalled step is under way (or was left half done by a dead process).
+    pub journal_active: bool,
+    /// Tokens of the free-slot queue, oldest first.
+    pub empty: Vec<u32>,
+    /// Tokens of the filled queue, oldest first.
+    pub filled: Vec<u32>,
+    /// Every slot record, by slot index.
+    pub slots: Vec<SlotView>,
+}

@@ -70,6 +70,18 @@ impl<'a> Fifo<'a> {
         self.len() == 0
     }
 
+    /// The tokens in the queue, oldest first (a snapshot when read without the lock; for
+    /// consistency checks).
+    #[must_use]
+    pub fn tokens(&self) -> Vec<u32> {
+        let head = self.hdr.head.load(Ordering::Relaxed);
+        let tail = self.hdr.tail.load(Ordering::Relaxed);
+        let n = tail.saturating_sub(head).min(self.cells.len() as u64);
+        (head..head + n)
+            .map(|p| self.cell(p).load(Ordering::Relaxed))
+            .collect()
+    }
+
     fn cell(&self, pos: u64) -> &AtomicU32 {
         &self.cells[(pos % self.cells.len() as u64) as usize]
     }

@@ -269,16 +269,18 @@ impl Reader {
     }
 
     /// Sets what releasing the held event counts as in the ledger: "consumed" (default),
-    /// "filtered" (filtered out on purpose) or "dropped" (the worker's sink had ended).
+    /// "filtered" (filtered out on purpose), "dropped" (the worker's sink had ended) or
+    /// "failed" (the worker's function failed on it).
     fn set_disposition(&mut self, how: &str) -> PyResult<()> {
         let d = match how {
             "consumed" => handles_disposition::Consumed,
             "filtered" => handles_disposition::Filtered,
             "dropped" => handles_disposition::Dropped,
+            "failed" => handles_disposition::Failed,
             other => {
                 return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                    "disposition must be 'consumed', 'filtered' or 'dropped', got {other:?}"
-                )))
+                "disposition must be 'consumed', 'filtered', 'dropped' or 'failed', got {other:?}"
+            )))
             }
         };
         self.inner.set_disposition(d);

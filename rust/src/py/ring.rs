@@ -154,7 +154,7 @@ impl Buffer {
         self.ring.end_reached()
     }
     /// The endpoint registrations with their counters (for the run's ledger): dicts with
-    /// `role` ("writer"/"reader"), `pid`, `state`, `tag`, `events`, `filtered`, `dropped`.
+    /// `role` ("writer"/"reader"), `pid`, `state`, `tag`, `events`, `filtered`, `dropped`, `failed`.
     fn registrations<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
         const STATES: [&str; 5] = ["free", "active", "done", "crashed", "restarting"];
         self.ring
@@ -172,6 +172,7 @@ impl Buffer {
                 d.set_item("events", r.events)?;
                 d.set_item("filtered", r.filtered)?;
                 d.set_item("dropped", r.dropped)?;
+                d.set_item("failed", r.failed)?;
                 Ok(d)
             })
             .collect()
