@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mimocorb2._limits import preview
+from mimocorb2._yaml_limits import read_yaml_file
 from mimocorb2._yaml_load import YamlError, load_yaml_text
 
 
@@ -41,13 +43,22 @@ def load_config(value: Any, setup_dir: str | Path, where: str = "config") -> dic
         return dict(value)
     if isinstance(value, str | Path):
         path = resolve_path(value, setup_dir)
-        if not path.is_file():
+        try:
+            found = path.is_file()
+            text = read_yaml_file(path) if found else ""
+        except (OSError, ValueError) as e:  # a name too long, a NUL byte, an I/O error, size
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
             raise ConfigError(
-                f"{where}: config file '{value}' not found (looked for {path}); paths are "
-                "relative to the setup file's directory"
+                f"{where}: config file {preview(str(value))} cannot be read ({reason}); "
+                "write the path of a readable YAML file, relative to the setup file's directory"
+            ) from None
+        if not found:
+            raise ConfigError(
+                f"{where}: config file {preview(str(value))} not found (looked for "
+                f"{preview(str(path), 200)}); paths are relative to the setup file's directory"
             )
         try:
-            loaded = load_yaml_text(path.read_text(), str(path))
+            loaded = load_yaml_text(text, str(path))
         except YamlError as e:
             raise ConfigError(f"{where}: {'; '.join(e.problems)}") from None
         if loaded is None:
@@ -65,5 +76,5 @@ def load_config(value: Any, setup_dir: str | Path, where: str = "config") -> dic
         return merged
     raise ConfigError(
         f"{where}: expected a mapping, a YAML file path or a list of them, "
-        f"got {type(value).__name__} {value!r}"
+        f"got {type(value).__name__} {preview(value)}"
     )

@@ -18,7 +18,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from mimocorb2._dtypes import METADATA_DTYPE, dtype_from_json, dtype_to_json
+from mimocorb2._dtypes import METADATA_DTYPE, dtype_from_json, dtype_to_json, sound_layout
+from mimocorb2._limits import preview
 
 MAGIC = b"MIMOCRB2FILE\r\n\x1a\n"
 """The first 16 bytes of every version-2 ``.mimo`` file."""
@@ -32,7 +33,12 @@ FOOTER_SIZE = 32
 PREFIX = struct.Struct("<16sI")  # magic, header block size
 FOOTER = struct.Struct("<8sQQII")  # magic, count, data offset, header crc, footer crc
 ALIGN = 64
-MAX_HEADER = 16 * 1024 * 1024
+MAX_HEADER = 1024 * 1024
+"""Largest header block (1 MiB): the layout and a few user ``attrs``, never bulk data."""
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of lists and objects in a header (``attrs`` included)."""
+MAX_RECORD = (1 << 31) - 1
+"""Largest record in bytes: numpy describes no larger element."""
 
 assert len(MAGIC) == 16 and FOOTER.size == FOOTER_SIZE
 
@@ -72,8 +78,32 @@ def descr(dt: np.dtype) -> Any:
 def check_length(value: Any, where: str) -> int:
     """``value`` as a positive ``int`` data length; ValueError naming ``where`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{where}: data_length must be a positive integer, got {value!r}")
+        raise ValueError(f"{where}: data_length must be a positive integer, got {preview(value)}")
     return int(value)
+
+
+def json_depth(value: Any, limit: int) -> int:
+    """Nesting depth of lists/tuples and dicts in ``value``, counted up to ``limit + 1``.
+
+    Walks without recursion, so any depth is measured safely; stops as soon as the depth
+    exceeds ``limit``.
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, depth) for child in children)
+    return deepest
 
 
 def writer_version() -> str:
@@ -117,8 +147,17 @@ def new_header(
 
 
 def header_block(header: Mapping[str, Any]) -> bytes:
-    """Prefix + JSON header padded so that the records start at a multiple of 64."""
+    """Prefix + JSON header padded so that the records start at a multiple of 64.
+
+    Raises:
+        ValueError: If the header is not JSON-serialisable, nested deeper than
+            :data:`MAX_JSON_DEPTH` or larger than :data:`MAX_HEADER` (readers refuse those).
+    """
+    if json_depth(header, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise ValueError(f"the header is nested more than {MAX_JSON_DEPTH} levels deep")
     text = json.dumps(header, ensure_ascii=False, separators=(", ", ": ")).encode()
+    if len(text) + ALIGN > MAX_HEADER:
+        raise ValueError(f"the header has {len(text)} bytes, more than the limit of {MAX_HEADER}")
     used = PREFIX.size + len(text) + 1
     size = len(text) + 1 + (-used % ALIGN)
     block = text + b" " * (size - len(text) - 1) + b"\n"
@@ -160,44 +199,34 @@ def read_header(file: IO[bytes], file_size: int, error: ErrorFactory) -> FileHea
             f"{file_size} bytes in total"
         )
     block = file.read(size)
+    if len(block) != size:
+        raise error(f"damaged header: {len(block)} of its {size} bytes could be read")
     try:
         header = json.loads(block.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise error(f"damaged header: the JSON header cannot be parsed ({e})") from None
+    except RecursionError:
+        raise error("damaged header: the JSON header is nested too deeply") from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        reason = preview(str(e), 100)
+        raise error(f"damaged header: the JSON header cannot be parsed ({reason})") from None
     if not isinstance(header, dict):
         raise error("damaged header: the JSON header is not an object")
+    if json_depth(header, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise error(f"damaged header: it is nested more than {MAX_JSON_DEPTH} levels deep")
     if header.get("format") != "mimocorb2":
-        raise error(f"damaged header: format is {header.get('format')!r}, not 'mimocorb2'")
+        raise error(f"damaged header: format is {preview(header.get('format'))}, not 'mimocorb2'")
     version = header.get("version")
     if not isinstance(version, int) or isinstance(version, bool):
-        raise error(f"damaged header: version {version!r} is not an integer")
+        raise error(f"damaged header: version {preview(version)} is not an integer")
     if version > FORMAT_VERSION:
         raise error(
-            f"format version {version} is newer than this mimocorb2 reads "
+            f"format version {preview(version)} is newer than this mimocorb2 reads "
             f"({FORMAT_VERSION}); update mimocorb2"
         )
     if version < FORMAT_VERSION:
-        raise error(f"unknown format version {version}")
-    try:
-        data_dtype = dtype_from_json(json.dumps(header["data_dtype"]))
-        metadata_dtype = dtype_from_json(json.dumps(header["metadata_dtype"]))
-        data_length = check_length(header["data_length"], "header")
-        record_size = header["record_size"]
-    except KeyError as e:
-        raise error(f"damaged header: key {e} is missing") from None
-    except (TypeError, ValueError) as e:
-        raise error(f"damaged header: {e}") from None
-    if data_dtype.hasobject or metadata_dtype.hasobject:
-        raise error("damaged header: object dtypes cannot be stored in a .mimo file")
-    expected = data_length * data_dtype.itemsize + metadata_dtype.itemsize
-    if record_size != expected or header.get("record_layout", ["data", "metadata"]) != [
-        "data",
-        "metadata",
-    ]:
-        raise error(
-            f"damaged header: record_size {record_size!r} does not match the dtypes "
-            f"({expected} bytes per record, data then metadata)"
-        )
+        raise error(f"unknown format version {preview(version)}")
+    data_dtype, data_length, metadata_dtype = _layout(header, error)
     return FileHeader(
         header=header,
         version=version,
@@ -232,3 +261,89 @@ def read_footer(
     ):
         return None
     return int(count)
+
+
+_REQUIRED = ("data_dtype", "data_length", "metadata_dtype", "record_size")
+_TYPES: dict[str, tuple[type, ...]] = {
+    "data_size": (int,),
+    "metadata_size": (int,),
+    "record_size": (int,),
+    "record_layout": (list,),
+    "created": (str,),
+    "source": (str, type(None)),
+    "writer": (str,),
+    "attrs": (dict,),
+}
+
+
+def _layout(header: dict[str, Any], error: ErrorFactory) -> tuple[np.dtype, int, np.dtype]:
+    """Checks every key of a version-2 header that describes the records.
+
+    Returns:
+        ``(data_dtype, data_length, metadata_dtype)``.
+    """
+    for key in _REQUIRED:
+        if key not in header:
+            raise error(f"damaged header: key '{key}' is missing")
+    for key, types in _TYPES.items():
+        value = header.get(key, None if key == "source" else types[0]())
+        if not isinstance(value, types) or isinstance(value, bool):
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise error(f"damaged header: {key} must be {names}, got {preview(value)}")
+    data_dtype = _dtype(header["data_dtype"], "data_dtype", error)
+    metadata_dtype = _dtype(header["metadata_dtype"], "metadata_dtype", error)
+    if metadata_dtype != METADATA_DTYPE:
+        raise error(
+            f"damaged header: metadata_dtype is {preview(str(metadata_dtype), 120)}, not the "
+            f"mimocorb2 metadata record {METADATA_DTYPE} (counter, timestamp, deadtime)"
+        )
+    if data_dtype.itemsize == 0:
+        raise error("damaged header: data_dtype has zero size")
+    try:
+        data_length = check_length(header["data_length"], "header")
+    except ValueError as e:
+        raise error(f"damaged header: {e}") from None
+    data_size = data_length * data_dtype.itemsize
+    expected = data_size + metadata_dtype.itemsize
+    if expected > MAX_RECORD:
+        raise error(
+            f"damaged header: records of {preview(data_length)} x {data_dtype.itemsize} bytes "
+            f"are larger than the limit of {MAX_RECORD} bytes"
+        )
+    record_size = header["record_size"]
+    if record_size != expected or header.get("record_layout", ["data", "metadata"]) != [
+        "data",
+        "metadata",
+    ]:
+        raise error(
+            f"damaged header: record_size {preview(record_size)} does not match the dtypes "
+            f"({expected} bytes per record, data then metadata)"
+        )
+    for key, value in (("data_size", data_size), ("metadata_size", metadata_dtype.itemsize)):
+        if header.get(key, value) != value:
+            raise error(
+                f"damaged header: {key} {preview(header[key])} does not match the dtypes "
+                f"({value} bytes)"
+            )
+    return data_dtype, data_length, metadata_dtype
+
+
+def _dtype(descr_value: Any, key: str, error: ErrorFactory) -> np.dtype:
+    """Decodes a dtype ``descr`` of the header; MimoFormatError (via ``error``) if it is bad."""
+    try:
+        dt = dtype_from_json(json.dumps(descr_value))
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as e:
+        raise error(
+            f"damaged header: {key} {preview(descr_value)} is not a numpy dtype description "
+            f"({preview(str(e), 100)})"
+        ) from None
+    except RecursionError:
+        raise error(f"damaged header: {key} is nested too deeply") from None
+    if dt.hasobject:
+        raise error("damaged header: object dtypes cannot be stored in a .mimo file")
+    if not sound_layout(dt):
+        raise error(
+            f"damaged header: {key} {preview(descr_value)} describes an element larger than "
+            "numpy can hold (its size wraps around)"
+        )
+    return dt

@@ -12,8 +12,8 @@ from typing import IO
 
 import numpy as np
 
-from mimocorb2._dtypes import METADATA_DTYPE
-from mimocorb2._mimo_header import ErrorFactory, FileHeader, check_length, descr
+from mimocorb2._dtypes import METADATA_DTYPE, sound_layout
+from mimocorb2._mimo_header import MAX_RECORD, ErrorFactory, FileHeader, check_length, descr
 
 PICKLE_PROTO = 0x80
 """The first byte of a reference-format file (the pickle protocol opcode)."""
@@ -54,6 +54,10 @@ def read_reference_header(file: IO[bytes], trust: bool, error: ErrorFactory) -> 
         raise error(f"damaged reference-format header ({type(e).__name__}: {e})") from None
     if data_dtype.hasobject or metadata_dtype.hasobject:
         raise error("damaged reference-format header: object dtypes")
+    if not (sound_layout(data_dtype) and sound_layout(metadata_dtype)) or (
+        data_length * data_dtype.itemsize + metadata_dtype.itemsize > MAX_RECORD
+    ):
+        raise error("damaged reference-format header: the records are larger than numpy can hold")
     version = 1
     header = {
         "format": "mimocorb2-reference-pickle",

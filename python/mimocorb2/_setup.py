@@ -32,6 +32,7 @@ from mimocorb2._functions_import import (
     _resolve_function,
     _ResolveError,
 )
+from mimocorb2._yaml_limits import read_yaml_file
 from mimocorb2._yaml_load import YamlError, load_yaml_text
 from mimocorb2.exceptions import SetupValidationError
 
@@ -220,9 +221,11 @@ class Setup:
 def load_setup_file(path: str | Path) -> Setup:
     """Reads and validates a setup YAML file.
 
-    YAML anchors, aliases and ``<<`` merge keys work (``yaml.safe_load``). A key written twice
-    in one mapping is an error naming both lines; syntax errors name the file and the line in
-    plain words (see :mod:`mimocorb2._yaml_load`).
+    YAML anchors, aliases and ``<<`` merge keys work as with ``yaml.safe_load`` (libyaml's
+    loader when present). A key written twice in one mapping is an error naming both lines;
+    syntax errors name the file and the line in plain words (see :mod:`mimocorb2._yaml_load`).
+    Files over 16 MiB, with more than 100000 values or nested more than 100 levels are
+    refused (see :mod:`mimocorb2._yaml_limits`).
 
     Args:
         path: The setup file.
@@ -239,11 +242,12 @@ def load_setup_file(path: str | Path) -> Setup:
     if not file.is_file():
         raise FileNotFoundError(f"setup file {source} not found (looked for {file})")
     try:
-        data = load_yaml_text(file.read_text(), source)
+        data = load_yaml_text(read_yaml_file(file), source)
     except YamlError as e:
         raise SetupValidationError(e.problems, source) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SetupValidationError([f"{source}: cannot be read: {e}"], source) from None
+    except (OSError, ValueError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise SetupValidationError([f"{source}: cannot be read: {reason}"], source) from None
     setup = parse_setup(data, file.parent, source)
     return replace(setup, setup_file=file)
 

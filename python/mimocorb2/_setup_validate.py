@@ -11,6 +11,7 @@ docstring and accept their configuration. Validation creates nothing on disk.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,18 @@ from typing import Any
 import numpy as np
 
 from mimocorb2._config import ConfigError, load_config, resolve_path
-from mimocorb2._dtypes import make_dtype
+from mimocorb2._dtypes import dtype_to_json, make_dtype
 from mimocorb2._functions_import import _close, _did_you_mean, _resolve_function, _ResolveError
+from mimocorb2._limits import (
+    MAX_DTYPE_JSON,
+    MAX_PROCESSES,
+    MAX_RESTARTS,
+    MAX_SLOT_DATA_BYTES,
+    MAX_SLOTS,
+    MAX_WRITERS,
+    name_problem,
+    preview,
+)
 from mimocorb2._setup import (
     BUFFER_KEYS,
     BUFFER_LISTS,
@@ -41,9 +52,39 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
 
 
+MAX_ERRORS = 100
+"""Most problems listed in one SetupValidationError; the rest are counted."""
+MAX_FIELDS = 1000
+"""Most fields of a data_dtype (their description must fit MAX_DTYPE_JSON bytes anyway)."""
+
+
 def _got(value: Any) -> str:
-    """Describes a wrong value for a message: its type and, if not null, its repr."""
-    return "nothing (null)" if value is None else f"{type(value).__name__} {value!r}"
+    """Describes a wrong value for a message: its type and, if not null, a short preview."""
+    return "nothing (null)" if value is None else f"{type(value).__name__} {preview(value)}"
+
+
+def _did_you_mean_short(word: Any, candidates: tuple[str, ...]) -> str:
+    """:func:`_did_you_mean` for plausible typos only (comparing long texts costs time)."""
+    return _did_you_mean(word, candidates) if isinstance(word, str) and len(word) <= 64 else ""
+
+
+def _close_short(word: Any, candidates: tuple[str, ...]) -> list[str]:
+    """:func:`_close` for plausible typos only."""
+    return _close(word, candidates) if isinstance(word, str) and len(word) <= 64 else []
+
+
+def _os_reason(error: Exception) -> str:
+    """The reason of an OSError or ValueError from a path operation, without the path."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return preview(str(error), 120)
+
+
+def _path_too_long(path: Path) -> str:
+    """Why the system would refuse ``path`` as too long (empty if it would not)."""
+    if len(os.fsencode(str(path))) >= 4096 or any(len(os.fsencode(p)) > 255 for p in path.parts):
+        return "File name too long"
+    return ""
 
 
 def _plural(n: int, noun: str) -> str:
@@ -59,15 +100,43 @@ class _Validator:
         self.source = source
         self.errors: list[str] = []
         self.buffer_names: list[str] = []
+        self.buffer_set: set[str] = set()  # the same as a set, for lookups
         self.buffers_ok = True  # Buffers is a mapping: undefined names can be reported
         self.workers_ok = True  # Workers is a mapping: unused buffers can be reported
         self.suggested: set[str] = set()  # keys offered as "did you mean" in the current entry
         self.top_suggested: set[str] = set()  # the same for the top level
+        self.more_errors = 0  # problems beyond MAX_ERRORS, counted only
 
     def error(self, where: str, message: str) -> None:
-        self.errors.append(
-            f"{self.source}: {where}: {message}" if where else f"{self.source}: {message}"
-        )
+        self.add(f"{self.source}: {where}: {message}" if where else f"{self.source}: {message}")
+
+    def full(self) -> bool:
+        """Whether MAX_ERRORS problems are listed; then loops only count (:meth:`skip`)."""
+        return len(self.errors) >= MAX_ERRORS
+
+    def skip(self) -> bool:
+        """Counts a problem without building its message once the list is full."""
+        if len(self.errors) < MAX_ERRORS:
+            return False
+        self.more_errors += 1
+        return True
+
+    def add(self, problem: str) -> None:
+        """Records one complete problem message (beyond MAX_ERRORS: counts it)."""
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(problem)
+        else:
+            self.more_errors += 1
+
+    def fail(self) -> SetupValidationError:
+        """The error listing every recorded problem."""
+        errors = list(self.errors)
+        if self.more_errors:
+            errors.append(
+                f"{self.source}: {self.more_errors} more problem(s) not listed; fix the ones "
+                "above first"
+            )
+        return SetupValidationError(errors, self.source)
 
     def run(self) -> Setup:
         setup = self.setup
@@ -77,7 +146,7 @@ class _Validator:
                 f"the setup must be a mapping with the keys 'Buffers' and 'Workers', "
                 f"got {_got(setup)}",
             )
-            raise SetupValidationError(self.errors, self.source)
+            raise self.fail()
 
         self.check_top_level_keys(setup)
         base_config = self.load_config(setup.get("base_config"), "key 'base_config'")
@@ -92,9 +161,10 @@ class _Validator:
                 workers[name] = spec
         if self.workers_ok:
             self.check_flow(workers_raw)
+            self.check_writers(workers)
 
-        if self.errors:
-            raise SetupValidationError(self.errors, self.source)
+        if self.errors or self.more_errors:
+            raise self.fail()
         assert target is not None and base_config is not None
         return Setup(
             setup_file=None,
@@ -114,10 +184,13 @@ class _Validator:
                 continue
             if isinstance(key, str) and key.endswith("template"):
                 continue  # YAML-anchor templates such as osc_template: &osc {...}
-            self.top_suggested.update(_close(key, TOP_LEVEL_KEYS))
+            if self.skip():
+                continue
+            self.top_suggested.update(_close_short(key, TOP_LEVEL_KEYS))
             self.error(
                 "",
-                f"unknown top-level key {key!r}{_did_you_mean(key, TOP_LEVEL_KEYS)}; allowed "
+                f"unknown top-level key {preview(key)}{_did_you_mean_short(key, TOP_LEVEL_KEYS)}; "
+                "allowed "
                 f"keys are {', '.join(TOP_LEVEL_KEYS)}, and keys ending in '_template' for "
                 "YAML anchors",
             )
@@ -126,7 +199,7 @@ class _Validator:
         try:
             return load_config(value, self.setup_dir, f"{self.source}: {where}")
         except ConfigError as e:
-            self.errors.append(str(e))
+            self.add(str(e))
             return None
 
     def target_directory(self, value: Any) -> Path | None:
@@ -140,7 +213,19 @@ class _Validator:
                 "absolute paths allowed)",
             )
             return None
-        return Path(resolve_path(value, self.setup_dir)).resolve()
+        try:
+            path = Path(resolve_path(value, self.setup_dir)).resolve()
+            reason = _path_too_long(path)
+        except (OSError, ValueError) as e:  # a name too long, a NUL byte
+            reason = _os_reason(e)
+        if reason:
+            self.error(
+                "key 'target_directory'",
+                f"the directory {preview(str(value))} cannot be used ({reason}); write "
+                "an existing or creatable directory path",
+            )
+            return None
+        return path
 
     # ---- buffers ---------------------------------------------------------------------------
 
@@ -165,9 +250,11 @@ class _Validator:
             return {}
         out: dict[str, BufferSpec] = {}
         for name, entry in raw.items():
-            if not isinstance(name, str) or not name:
-                self.error("Buffers", f"buffer name {name!r} must be a non-empty string")
-                continue
+            problem = name_problem(name, "buffer")
+            if problem is not None:
+                self.error("Buffers", problem)
+                if not isinstance(name, str) or not name:
+                    continue
             self.buffer_names.append(name)
             spec = self.buffer(name, entry)
             if spec is not None:
@@ -175,7 +262,7 @@ class _Validator:
         return out
 
     def buffer(self, name: str, entry: Any) -> BufferSpec | None:
-        where = f"buffer {name!r}"
+        where = f"buffer {preview(name)}"
         if not isinstance(entry, Mapping):
             self.error(
                 where,
@@ -188,15 +275,28 @@ class _Validator:
         for key in entry:
             if key not in BUFFER_KEYS:
                 ok = False
-                self.suggested.update(_close(key, BUFFER_KEYS))
+                if self.skip():
+                    continue
+                self.suggested.update(_close_short(key, BUFFER_KEYS))
                 self.error(
                     where,
-                    f"unknown key {key!r}{_did_you_mean(key, BUFFER_KEYS)}; allowed keys are "
-                    f"{', '.join(BUFFER_KEYS)}",
+                    f"unknown key {preview(key)}{_did_you_mean_short(key, BUFFER_KEYS)}; allowed "
+                    f"keys are {', '.join(BUFFER_KEYS)}",
                 )
-        slot_count = self.positive_int(where, entry, "slot_count", required=True, example=32)
+        slot_count = self.positive_int(
+            where,
+            entry,
+            "slot_count",
+            required=True,
+            example=32,
+            maximum=MAX_SLOTS,
+            why="the most slots a buffer can have; fewer slots of more data_length each hold "
+            "as much",
+        )
         data_length = self.positive_int(where, entry, "data_length", required=True, example=1)
         dtype = self.dtype(where, entry)
+        if data_length is not None and dtype is not None:
+            data_length = self.slot_size(where, data_length, dtype)
         overwrite = entry.get("overwrite", False)
         if overwrite is None:
             overwrite = False
@@ -219,7 +319,9 @@ class _Validator:
         required: bool = False,
         default: int | None = None,
         minimum: int = 1,
+        maximum: int | None = None,
         example: int = 1,
+        why: str = "",
     ) -> int | None:
         if key not in entry or (entry[key] is None and not required):
             if required:
@@ -235,7 +337,27 @@ class _Validator:
                 f"write e.g. '{key}: {example}'",
             )
             return None
+        if maximum is not None and value > maximum:
+            self.error(
+                f"{where}, key {key!r}",
+                f"{preview(value)} is more than the limit of {maximum} ({why}); write a number "
+                f"from {minimum} to {maximum}",
+            )
+            return None
         return int(value)
+
+    def slot_size(self, where: str, data_length: int, dtype: np.dtype) -> int | None:
+        """Checks that one slot's data fits the core; returns data_length or None."""
+        size = data_length * dtype.itemsize
+        if size <= MAX_SLOT_DATA_BYTES:
+            return data_length
+        self.error(
+            f"{where}, key 'data_length'",
+            f"{preview(data_length)} elements of {dtype.itemsize} bytes need {size:.3g} bytes "
+            f"per slot, more than the limit of {MAX_SLOT_DATA_BYTES} bytes (1 TiB); reduce "
+            "data_length or the data_dtype",
+        )
+        return None
 
     def dtype(self, where: str, entry: Mapping[str, Any]) -> np.dtype | None:
         if "data_dtype" not in entry:
@@ -256,24 +378,44 @@ class _Validator:
                 "write e.g. 'data_dtype: {{ch1: float32, ch2: int16}}'",
             )
             return None
+        if len(spec) > MAX_FIELDS:
+            self.error(
+                key,
+                f"{len(spec)} fields are more than the limit of {MAX_FIELDS}; use fewer fields, "
+                "e.g. one field with data_length elements per event",
+            )
+            return None
         ok = True
         for field, value in spec.items():
-            try:
-                np.dtype(value)
-            except (TypeError, ValueError) as e:
+            reason = "it is not a type name" if not isinstance(value, str) else ""
+            if not reason:
+                try:
+                    np.dtype(value)
+                except (TypeError, ValueError) as e:
+                    reason = preview(str(e), 120)
+            if reason:
                 ok = False
                 self.error(
-                    f"{key}, field {field!r}",
-                    f"{value!r} is not a numpy data type ({e}); use e.g. float32, float64, "
-                    "int16, int32, uint8 or S10",
+                    f"{key}, field {preview(field)}",
+                    f"{preview(value)} is not a numpy data type ({reason}); use e.g. float32, "
+                    "float64, int16, int32, uint8 or S10",
                 )
         if not ok:
             return None
         try:
-            return make_dtype(spec, key)
+            dtype = make_dtype(spec, key)
         except ValueError as e:
-            self.errors.append(f"{self.source}: {e}")
+            self.add(f"{self.source}: {e}")
             return None
+        size = len(dtype_to_json(dtype).encode())
+        if size > MAX_DTYPE_JSON:
+            self.error(
+                key,
+                f"the data type's description has {size} bytes, more than the limit of "
+                f"{MAX_DTYPE_JSON}; use fewer or shorter field names",
+            )
+            return None
+        return dtype
 
     # ---- workers ---------------------------------------------------------------------------
 
@@ -298,9 +440,11 @@ class _Validator:
             return {}
         out: dict[str, Any] = {}
         for name, entry in raw.items():
-            if not isinstance(name, str) or not name:
-                self.error("Workers", f"worker name {name!r} must be a non-empty string")
-                continue
+            problem = name_problem(name, "worker")
+            if problem is not None:
+                self.error("Workers", problem)
+                if not isinstance(name, str) or not name:
+                    continue
             out[name] = entry
         return out
 
@@ -311,7 +455,7 @@ class _Validator:
         base_config: dict[str, Any],
         buffers_defined: list[str],
     ) -> WorkerSpec | None:
-        where = f"worker {name!r}"
+        where = f"worker {preview(name)}"
         if not isinstance(entry, Mapping):
             self.error(
                 where,
@@ -322,11 +466,13 @@ class _Validator:
         self.suggested = set()
         for key in entry:
             if key not in WORKER_KEYS:
-                self.suggested.update(_close(key, WORKER_KEYS))
+                if self.skip():
+                    continue
+                self.suggested.update(_close_short(key, WORKER_KEYS))
                 self.error(
                     where,
-                    f"unknown key {key!r}{_did_you_mean(key, WORKER_KEYS)}; allowed keys are "
-                    f"{', '.join(WORKER_KEYS)}",
+                    f"unknown key {preview(key)}{_did_you_mean_short(key, WORKER_KEYS)}; allowed "
+                    f"keys are {', '.join(WORKER_KEYS)}",
                 )
 
         function = entry.get("function")
@@ -348,11 +494,26 @@ class _Validator:
 
         file = self.function_file(where, entry.get("file"))
         config = self.load_config(entry.get("config"), f"{where}, key 'config'")
-        processes = self.positive_int(where, entry, "number_of_processes", default=1, example=1)
+        processes = self.positive_int(
+            where,
+            entry,
+            "number_of_processes",
+            default=1,
+            example=1,
+            maximum=MAX_PROCESSES,
+            why="a buffer can register at most that many writers",
+        )
         lists = {key: self.buffer_list(where, entry, key, buffers_defined) for key in BUFFER_LISTS}
         restart = self.restart(where, entry)
         max_restarts = self.positive_int(
-            where, entry, "max_restarts", default=DEFAULT_MAX_RESTARTS, minimum=0, example=3
+            where,
+            entry,
+            "max_restarts",
+            default=DEFAULT_MAX_RESTARTS,
+            minimum=0,
+            example=3,
+            maximum=MAX_RESTARTS,
+            why="a worker failing that often needs fixing, not restarting",
         )
 
         func = None
@@ -392,12 +553,22 @@ class _Validator:
                 f"expected a path to a .py file, got {_got(value)}",
             )
             return False
-        path = Path(resolve_path(value, self.setup_dir)).resolve()
-        if not path.is_file():
+        try:
+            path = Path(resolve_path(value, self.setup_dir)).resolve()
+            found = path.is_file()
+        except (OSError, ValueError) as e:  # a name too long, a NUL byte, an I/O error
             self.error(
                 f"{where}, key 'file'",
-                f"function file {value!r} not found (looked for {path}); paths are relative to "
-                "the setup file's directory; leave 'file' out for a prebuilt function",
+                f"function file {preview(str(value))} cannot be used ({_os_reason(e)}); write "
+                "the path of a .py file, relative to the setup file's directory",
+            )
+            return False
+        if not found:
+            self.error(
+                f"{where}, key 'file'",
+                f"function file {preview(str(value))} not found (looked for "
+                f"{preview(str(path), 200)}); paths are relative to the setup file's directory; "
+                "leave 'file' out for a prebuilt function",
             )
             return False
         return path
@@ -411,8 +582,8 @@ class _Validator:
         if isinstance(value, str):
             self.error(
                 f"{where}, key {key!r}",
-                f"expected a list of buffer names, got the string {value!r}; write "
-                f"'{key}: [{value}]'",
+                f"expected a list of buffer names, got the string {preview(value)}; write "
+                f"'{key}: [{preview(value)[1:-1]}]'",
             )
             return None
         if not isinstance(value, list | tuple):
@@ -424,28 +595,39 @@ class _Validator:
             return None
         ok = True
         seen: list[str] = []
+        if defined is not self.buffer_names:
+            known = set(defined)
+        elif len(self.buffer_set) == len(defined):
+            known = self.buffer_set
+        else:
+            known = self.buffer_set = set(defined)
         for item in value:
-            if not isinstance(item, str):
+            is_known = isinstance(item, str) and item in known
+            if not is_known or item in seen:
                 ok = False
+                reported = is_known or self.buffers_ok or not isinstance(item, str)
+                if reported and self.skip():
+                    continue
+            if not isinstance(item, str):
                 self.error(
                     f"{where}, key {key!r}",
                     f"buffer names must be strings, got {_got(item)}",
                 )
-            elif item not in defined:
-                ok = False
+            elif item not in known:
                 if not self.buffers_ok:
                     continue
-                defined_text = ", ".join(defined) or "none"
+                shown = [preview(b) for b in defined[:20]]
+                defined_text = ", ".join(shown) + (", ..." if len(defined) > 20 else "")
                 self.error(
                     f"{where}, key {key!r}",
-                    f"buffer {item!r} is not defined under 'Buffers'"
-                    f"{_did_you_mean(item, defined)}; defined buffers: {defined_text}",
+                    f"buffer {preview(item)} is not defined under 'Buffers'"
+                    f"{_did_you_mean_short(item, tuple(defined[:1000]))}; defined buffers: "
+                    f"{defined_text or 'none'}",
                 )
             elif item in seen:
-                ok = False
                 self.error(
                     f"{where}, key {key!r}",
-                    f"buffer {item!r} is listed twice; list each buffer once",
+                    f"buffer {preview(item)} is listed twice; list each buffer once",
                 )
             else:
                 seen.append(item)
@@ -507,8 +689,9 @@ class _Validator:
         have = ", ".join(_plural(c, n) for c, n in zip(counts, nouns, strict=True))
         self.error(
             where,
-            f"function {function!r} is an {template} (Type in its docstring); {template} workers "
-            f"need {need}, but this worker has {have}; fix its sources/sinks/observes",
+            f"function {preview(function)} is an {template} (Type in its docstring); "
+            f"{template} workers need {need}, but this worker has {have}; fix its "
+            "sources/sinks/observes",
         )
 
     # ---- data flow ---------------------------------------------------------------------------
@@ -524,7 +707,7 @@ class _Validator:
                 if isinstance(value, list | tuple):
                     target.update(v for v in value if isinstance(v, str))
         for name in self.buffer_names:
-            where = f"buffer {name!r}"
+            where = f"buffer {preview(name)}"
             if name not in written and name not in read:
                 self.error(
                     where,
@@ -541,4 +724,22 @@ class _Validator:
                     where,
                     "no worker reads it; list it in a worker's 'sources' or 'observes' (e.g. "
                     "an 'exporters.drain' worker), or remove it",
+                )
+
+    def check_writers(self, workers: Mapping[str, WorkerSpec]) -> None:
+        """Every buffer can register all the processes writing it."""
+        writers_of: dict[str, list[WorkerSpec]] = {}
+        for w in workers.values():
+            for sink in w.sinks:
+                writers_of.setdefault(sink, []).append(w)
+        for name, writers in writers_of.items():
+            total = sum(w.number_of_processes for w in writers)
+            if total > MAX_WRITERS:
+                self.error(
+                    f"buffer {preview(name)}",
+                    f"{total} processes write it ("
+                    + ", ".join(f"{preview(w.name)}: {w.number_of_processes}" for w in writers[:5])
+                    + (", ..." if len(writers) > 5 else "")
+                    + f"), more than the limit of {MAX_WRITERS} writers of one buffer; lower "
+                    "their number_of_processes or let fewer workers write it",
                 )

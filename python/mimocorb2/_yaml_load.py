@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from mimocorb2._yaml_limits import SAFE_LOADER, structure_problem
+
 __all__ = ["YamlError", "explain_yaml_error", "load_yaml_text"]
 
 
@@ -67,16 +69,22 @@ def load_yaml_text(text: str, source: str, loader: type[Any] | None = None) -> A
     Args:
         text: The YAML document.
         source: The file name used in messages.
-        loader: The safe loader class to build on (default ``yaml.SafeLoader``;
-            ``yaml.CSafeLoader`` works the same).
+        loader: The safe loader class to build on (default
+            :data:`mimocorb2._yaml_limits.SAFE_LOADER`: libyaml's ``yaml.CSafeLoader`` when
+            present, else ``yaml.SafeLoader``, both with bounded ``<<`` merges).
 
     Returns:
         The parsed document.
 
     Raises:
-        YamlError: For a syntax error, or for keys written twice in one mapping.
+        YamlError: For a syntax error, keys written twice in one mapping, or lists and
+            mappings nested deeper than :data:`mimocorb2._yaml_limits.MAX_DEPTH`, or more
+            than :data:`mimocorb2._yaml_limits.MAX_NODES` values.
     """
-    base = loader or yaml.SafeLoader
+    too_big = structure_problem(text)
+    if too_big is not None:
+        raise YamlError([f"{source}, line {too_big[0]}: {too_big[1]}"])
+    base = loader or SAFE_LOADER
     cls = _LOADERS.get(base)
     if cls is None:
         cls = _LOADERS[base] = _make_loader(base)
@@ -85,6 +93,8 @@ def load_yaml_text(text: str, source: str, loader: type[Any] | None = None) -> A
         data = parser.get_single_data()
     except yaml.YAMLError as e:
         raise YamlError([explain_yaml_error(e, text, source)]) from None
+    except RecursionError:  # structure_problem measures the depth; this is the last guard
+        raise YamlError([f"{source}: lists and mappings are nested too deeply"]) from None
     finally:
         parser.dispose()
     if parser.duplicates:
