@@ -233,3 +233,140 @@ def test_recent_dead_time_forgets_a_start_up_stall():
         "b", 31.0, {"event_count": events, "mean_event_deadtime": summed / events}
     )
     assert 0.004 < value < 0.006  # 100 of 10100 events in the window at 0.5
+
+
+class Screen:
+    """A tiny terminal: enough of VT100 for the live status line (\\r \\n K nA 7 8)."""
+
+    def __init__(self):
+        self.lines = [""]
+        self.row = self.col = 0
+        self.saved = (0, 0)
+
+    def write(self, text: str) -> None:
+        i = 0
+        while i < len(text):
+            c = text[i]
+            if text.startswith("\0337", i):
+                self.saved = (self.row, self.col)
+                i += 2
+                continue
+            if text.startswith("\0338", i):
+                self.row, self.col = self.saved
+                i += 2
+                continue
+            if text.startswith("\033[", i):
+                j = i + 2
+                while not text[j].isalpha():
+                    j += 1
+                arg, cmd = text[i + 2 : j], text[j]
+                if cmd == "K":
+                    self.lines[self.row] = self.lines[self.row][: self.col]
+                elif cmd == "A":
+                    self.row = max(0, self.row - int(arg or 1))
+                i = j + 1
+                continue
+            if c == "\r":
+                self.col = 0
+            elif c == "\n":
+                self.row += 1
+                self.col = 0
+                if self.row == len(self.lines):
+                    self.lines.append("")
+            else:
+                line = self.lines[self.row].ljust(self.col)
+                self.lines[self.row] = line[: self.col] + c + line[self.col + 1 :]
+                self.col += 1
+            i += 1
+
+    def type(self, text: str) -> None:  # the terminal echoes what the user types
+        self.write(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_live_status_line_never_overwrites_typed_input():
+    from mimocorb2._terminal import PROMPT, LiveScreen
+
+    screen = Screen()
+    typed = []
+    live = LiveScreen(screen, lambda: "".join(typed), width=lambda: 80)
+    live.set_status("status 1")
+    live.start_reading()
+    screen.write(PROMPT)  # input() shows the prompt
+    for c in "pau":
+        typed.append(c)
+        screen.type(c)
+    live.set_status("status 2")
+    assert screen.lines[-2:] == ["status 2", PROMPT + "pau"]
+    assert (screen.row, screen.col) == (len(screen.lines) - 1, len(PROMPT) + 3)
+    live.print("[filter_0]  passing event 100")
+    assert screen.lines[-3:] == ["[filter_0]  passing event 100", "status 2", PROMPT + "pau"]
+    for c in "se roots":
+        typed.append(c)
+        screen.type(c)
+    live.set_status("status 3 PAUSED")
+    assert screen.lines[-1] == PROMPT + "pause roots"
+    screen.write("\n")  # Enter
+    typed.clear()
+    live.entered("pause roots")
+    live.print("mimocorb2: pause roots")
+    live.start_reading()
+    screen.write(PROMPT)
+    assert screen.lines[-4:] == [
+        PROMPT + "pause roots",
+        "mimocorb2: pause roots",
+        "status 3 PAUSED",
+        PROMPT,
+    ]
+    live.close()
+    assert screen.lines[-2:] == ["status 3 PAUSED", ""]
+
+
+def test_typing_across_status_refreshes_on_a_terminal(tmp_path):
+    import os
+    import pty
+    import select
+    import signal
+
+    path = write_setup(tmp_path, n_events=-1)
+    pid, fd = pty.fork()
+    if pid == 0:  # child: the CLI on a real terminal
+        os.execv(sys.executable, [sys.executable, "-m", "mimocorb2", str(path), "-c", "kbd"])
+
+    def read_until(needle: str, timeout: float = 20.0) -> str:
+        buf = ""
+        end = time.monotonic() + timeout
+        while needle not in buf:
+            ready, _, _ = select.select([fd], [], [], max(0.0, end - time.monotonic()))
+            if not ready:
+                raise AssertionError(f"{needle!r} not seen; got:\n{buf[-2000:]!r}")
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            buf += chunk.decode(errors="replace")
+        return buf
+
+    try:
+        read_until("mimocorb2> ")
+        os.write(fd, b"sta")
+        # two status refreshes while "sta" is on the input line: only the line above changes
+        after = read_until("\0338")
+        after += read_until("\0338")
+        assert "\0337\033[1A\r\033[K" in after and "ev" in after
+        os.write(fd, b"ts\n")
+        out = read_until("restarts")  # the table of the 'stats' command
+        assert "mimocorb2> stats" in out
+        os.write(fd, b"shutdown roots\n")
+        read_until("run finished")
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)

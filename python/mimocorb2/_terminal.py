@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TextIO
 
 from mimocorb2._recent import WINDOW_S
+
+
+def _typed_text() -> str:
+    """What the user has typed on the input line so far (readline), or ""."""
+    readline = sys.modules.get("readline")
+    try:
+        return str(readline.get_line_buffer()) if readline is not None else ""
+    except Exception:  # never break the output for it
+        return ""
+
 
 if TYPE_CHECKING:
     from mimocorb2.control import Control
@@ -141,6 +154,94 @@ def stats_table(stats: dict[str, Any], roots: list[str], processes: dict[str, in
     return "\n".join(lines)
 
 
+PROMPT = "mimocorb2> "
+
+
+class LiveScreen:
+    """A status line directly above the input line, so it never overwrites what is typed.
+
+    Used in ``kbd`` mode on a terminal. The screen ends with the status line, then the input
+    line (the prompt and the typed text, the cursor after it). A new status rewrites only
+    the line above the cursor (saving and restoring the cursor); an output line is put above
+    the status line and the input line is written again with what was typed so far (from
+    readline).
+
+    Args:
+        out: The terminal's text stream.
+        typed: Returns the text typed so far on the input line.
+        width: Returns the terminal's width (the status line is cut to it).
+    """
+
+    def __init__(
+        self,
+        out: TextIO,
+        typed: Callable[[], str],
+        width: Callable[[], int] = lambda: shutil.get_terminal_size().columns,
+    ) -> None:
+        """Starts with no status line and no prompt on the screen."""
+        self.out = out
+        self.typed = typed
+        self.width = width
+        self.lock = threading.RLock()
+        self.status: str | None = None
+        self.reading = False
+
+    def _fit(self, text: str) -> str:
+        return text[: max(self.width() - 1, 20)]
+
+    def _prompt(self) -> None:
+        if self.reading:
+            self.out.write(PROMPT + self.typed())
+
+    def set_status(self, text: str) -> None:
+        """Shows ``text`` as the status line, leaving the input line as it is."""
+        text = self._fit(text)
+        with self.lock:
+            if self.status is None:
+                self.out.write("\r\033[K" + text + "\n")
+                self.status = text
+                self._prompt()
+            else:
+                self.status = text
+                # save the cursor, up one line, rewrite it, back to the typed text
+                self.out.write("\0337\033[1A\r\033[K" + text + "\0338")
+            self.out.flush()
+
+    def print(self, text: str) -> None:
+        """Prints ``text`` above the status line; the typed text is shown again below."""
+        with self.lock:
+            self.out.write("\r\033[K")
+            if self.status is not None:
+                self.out.write("\033[1A\r\033[K")
+            self.out.write(text + "\n")
+            if self.status is not None:
+                self.out.write(self.status + "\n")
+            self._prompt()
+            self.out.flush()
+
+    def start_reading(self) -> None:
+        """The prompt is about to be shown (``input()`` is called next)."""
+        with self.lock:
+            self.reading = True
+
+    def entered(self, line: str) -> None:
+        """After Enter: the command moves up into the history, the status line under it."""
+        with self.lock:
+            self.reading = False
+            if self.status is not None:
+                self.out.write("\033[2A\r\033[K" + PROMPT + line + "\n\033[K" + self.status + "\n")
+            self.out.flush()
+
+    def close(self) -> None:
+        """Leaves the status line on the screen and clears the input line."""
+        with self.lock:
+            if self.reading:
+                self.out.write("\r\033[K")
+            self.reading = False
+            self.status = None
+            self.out.flush()
+
+
 class Terminal:
     """Prints worker output and status; reads commands from stdin in ``kbd`` mode."""
 
@@ -152,16 +253,40 @@ class Terminal:
         self._status_shown = False
         self._thread: threading.Thread | None = None
         self._ticks = 0
+        self._screen: LiveScreen | None = None
+        self._termios: Any = None
 
     def start(self) -> None:
         """Starts the command reader (kbd mode)."""
         if self.interactive:
+            if self._status_shown and self.tty:
+                print(flush=True)  # the status line of a non-interactive start stays
+                self._status_shown = False
             print("mimocorb2: type 'help' for commands", flush=True)
+            if self.tty and sys.stdin.isatty():
+                self._screen = LiveScreen(sys.stdout, _typed_text)
+                self._save_terminal()
             self._thread = threading.Thread(target=self._read_commands, daemon=True)
             self._thread.start()
 
+    def _save_terminal(self) -> None:
+        try:
+            import termios
+
+            self._termios = termios.tcgetattr(sys.stdin.fileno())
+        except (ImportError, OSError, ValueError):
+            self._termios = None
+
     def stop(self) -> None:
-        """Ends the status line."""
+        """Ends the status line (and gives the terminal back as it was)."""
+        if self._screen is not None:
+            self._screen.close()
+            self._screen = None
+            if self._termios is not None:  # readline may still hold the terminal
+                import termios
+
+                with contextlib.suppress(OSError, ValueError):
+                    termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self._termios)
         if self._status_shown and self.tty:
             print(flush=True)
             self._status_shown = False
@@ -172,6 +297,10 @@ class Terminal:
         sys.stdout.flush()
 
     def _write(self, text: str) -> None:
+        screen = self._screen
+        if screen is not None:
+            screen.print(text)
+            return
         if self._status_shown and self.tty:
             sys.stdout.write("\r\033[K")
             self._status_shown = False
@@ -190,7 +319,10 @@ class Terminal:
         """Shows the status line (rewritten in place on a terminal, every 10 s otherwise)."""
         text = status_text(stats, self.control.roots)
         self._ticks += 1
-        if self.tty:
+        screen = self._screen
+        if screen is not None:
+            screen.set_status(text)
+        elif self.tty:
             sys.stdout.write("\r\033[K" + text)
             self._status_shown = True
             sys.stdout.flush()
@@ -198,9 +330,21 @@ class Terminal:
             print(f"status: {text}", flush=True)
 
     def _read_commands(self) -> None:
+        screen = self._screen
+        if screen is not None:
+            with contextlib.suppress(ImportError):
+                import readline  # noqa: F401 - line editing, and the typed text for redraws
         while True:
             try:
-                line = sys.stdin.readline()
+                if screen is not None:
+                    screen.start_reading()
+                    try:
+                        line = input(PROMPT) + "\n"
+                    except EOFError:
+                        line = ""
+                    screen.entered(line.strip())
+                else:
+                    line = sys.stdin.readline()
             except (OSError, ValueError):
                 return
             if not line:
