@@ -370,3 +370,28 @@ def test_typing_across_status_refreshes_on_a_terminal(tmp_path):
         except (ProcessLookupError, ChildProcessError):
             pass
         os.close(fd)
+
+
+def test_no_display_note_once_per_run(tmp_path):
+    import os
+
+    path = write_setup(tmp_path, n_events=200)
+    setup = yaml.safe_load(path.read_text())
+    setup["Workers"]["scope"] = {"function": "observers.oscilloscope", "observes": ["raw"]}
+    setup["Workers"]["scope2"] = {"function": "observers.oscilloscope", "observes": ["doubled"]}
+    path.write_text(yaml.safe_dump(setup, sort_keys=False))
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.pop("QT_QPA_PLATFORM", None)
+    for mode in ([], ["-c", "gui"]):  # the default (terminal), and a GUI asked for
+        r = subprocess.run(
+            [sys.executable, "-m", "mimocorb2", str(path), *mode],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=40,
+            env=env,
+        )
+        assert r.returncode == 0, r.stderr
+        everything = r.stdout + r.stderr
+        assert everything.count("neither DISPLAY nor WAYLAND_DISPLAY is set") == 1, everything
+        assert "the plot workers scope, scope2 are skipped" in r.stderr

@@ -230,7 +230,10 @@ class Control:
         problem = _environment_problem()
         if problem is None:
             return False
-        note = f"no display: the plot workers {', '.join(plots)} are skipped; {problem}"
+        if "gui" in self.modes and self._gui is None:  # the GUI has said why already
+            note = f"the plot workers {', '.join(plots)} are skipped as well"
+        else:
+            note = f"no display: the plot workers {', '.join(plots)} are skipped; {problem}"
         _log.info(note)
         print(f"mimocorb2: {note}", file=sys.stderr)
         return True
