@@ -1,4 +1,8 @@
-"""Command line: ``mimocorb2 SETUP [-c MODE]`` runs an experiment from a setup file."""
+"""Command line: ``mimocorb2 SETUP [-c MODE]`` runs an experiment from a setup file.
+
+``mimocorb2 convert IN.mimo OUT.{h5,parquet,root,csv}`` and ``mimocorb2 recover FILE.h5`` are
+the file tools of :mod:`mimocorb2._convert_cli`.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,11 @@ def _has_display() -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; returns the process exit code (non-zero when a worker failed)."""
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in and args_in[0] in ("convert", "recover"):  # file tools (mimocorb2._convert_cli)
+        from mimocorb2._convert_cli import main as file_tools
+
+        return file_tools(args_in)
     parser = argparse.ArgumentParser(
         prog="mimocorb2",
         description="Run a mimocorb2 data-acquisition setup (buffers and workers from YAML).",

@@ -54,6 +54,12 @@ writing process the file stays readable up to the last flush. Every writer holds
 refused instead of corrupting it (defect B18). ``exclusive=True`` refuses to touch an
 existing file at all (used by ``data.export`` to give each process its own file).
 
+Converting: :func:`convert_to` (or :func:`to_hdf5`, :func:`to_parquet`, :func:`to_root`,
+:func:`to_csv`; on the command line ``mimocorb2 convert IN.mimo OUT.h5``) writes a file's events
+as HDF5, Parquet, ROOT or CSV, in the layouts of the exporters of the same names (see
+:mod:`mimocorb2._file_formats`). :func:`recover_hdf5` makes the HDF5 file of a crashed
+``exporters.hdf5`` a plain HDF5 file.
+
 Examples:
     >>> import numpy as np
     >>> from mimocorb2.mimo_file import MimoReader, MimoWriter
@@ -113,8 +119,14 @@ __all__ = [
     "MimoTruncatedError",
     "MimoWriter",
     "convert",
+    "convert_to",
     "open_mimo",
     "record_dtype",
+    "recover_hdf5",
+    "to_csv",
+    "to_hdf5",
+    "to_parquet",
+    "to_root",
 ]
 
 _STAGE_SIZE = 1 << 20
@@ -727,3 +739,92 @@ def convert(
         for data, metadata in r.chunks():
             w.write_many(data, metadata)  # converts the metadata field by field
         return len(w)
+
+
+def convert_to(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    format: str | None = None,
+    *,
+    trust: bool = False,
+    progress: Any = None,
+    compression: str | None = None,
+    compression_level: int | None = None,
+) -> int:
+    """Writes the events of a ``.mimo`` file as HDF5, Parquet, ROOT or CSV.
+
+    The layouts are those of ``exporters.hdf5``, ``exporters.parquet``, ``exporters.root``
+    and ``exporters.csv``. HDF5, Parquet and ROOT need their optional library
+    (``pip install "mimocorb2[hdf5]"``, ``[parquet]``, ``[root]``).
+
+    Args:
+        source: The ``.mimo`` file (one without footer is read up to its last whole event).
+        target: The new file (must not exist).
+        format: ``hdf5``, ``parquet``, ``root`` or ``csv`` (default: from the target's ending,
+            ``.h5``/``.hdf5``, ``.parquet``, ``.root``, ``.csv``).
+        trust: Read a reference-format file (loads its pickled header).
+        progress: Called as ``progress(events_done, events_total)`` after each block.
+        compression: Codec of the target format (default none).
+        compression_level: Its level.
+
+    Returns:
+        The number of events written.
+
+    Raises:
+        ValueError: For an unknown format, or events the format cannot store.
+        ImportError: If the format's library is missing (the message names the pip command).
+        FileExistsError: If the target exists.
+
+    Examples:
+        >>> convert_to("run/waveforms.mimo", "waveforms.h5")
+        >>> convert_to("run/heights.mimo", "heights.parquet", compression="zstd")
+    """
+    from mimocorb2._file_formats import convert_mimo
+
+    return convert_mimo(
+        source,
+        target,
+        format,
+        trust=trust,
+        progress=progress,
+        compression=compression,
+        compression_level=compression_level,
+    )
+
+
+def to_hdf5(source: str | os.PathLike[str], target: str | os.PathLike[str], **kwargs: Any) -> int:
+    """:func:`convert_to` in HDF5 (``kwargs`` as there); returns the number of events."""
+    return convert_to(source, target, "hdf5", **kwargs)
+
+
+def to_parquet(
+    source: str | os.PathLike[str], target: str | os.PathLike[str], **kwargs: Any
+) -> int:
+    """:func:`convert_to` in Parquet (``kwargs`` as there); returns the number of events."""
+    return convert_to(source, target, "parquet", **kwargs)
+
+
+def to_root(source: str | os.PathLike[str], target: str | os.PathLike[str], **kwargs: Any) -> int:
+    """:func:`convert_to` in ROOT (``kwargs`` as there); returns the number of events."""
+    return convert_to(source, target, "root", **kwargs)
+
+
+def to_csv(source: str | os.PathLike[str], target: str | os.PathLike[str], **kwargs: Any) -> int:
+    """:func:`convert_to` in CSV (events of data_length 1); returns the number of events."""
+    return convert_to(source, target, "csv", **kwargs)
+
+
+def recover_hdf5(path: str | os.PathLike[str]) -> int:
+    """Makes the HDF5 file of a crashed ``exporters.hdf5`` writer a plain HDF5 file.
+
+    See :func:`mimocorb2._file_formats.recover_hdf5` (also ``mimocorb2 recover FILE.h5``).
+
+    Args:
+        path: The ``.h5`` file; its writer must be gone.
+
+    Returns:
+        The number of events in the file.
+    """
+    from mimocorb2._file_formats import recover_hdf5 as recover
+
+    return recover(path)

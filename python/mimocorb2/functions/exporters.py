@@ -1,4 +1,4 @@
-"""Prebuilt exporters: ``exporters.drain``, ``exporters.histogram`` and ``exporters.csv``.
+"""Prebuilt exporters: ``drain``, ``histogram``, ``csv``, ``hdf5``, ``parquet`` and ``root``.
 
 Use them in a setup with ``function: exporters.<name>`` and no ``file``.
 
@@ -16,6 +16,12 @@ file lock (``flock``).
 - ``exporters.histogram`` merges: each process adds the counts it collected since its last
   update to the counts in the files, under the lock. The files hold the histogram of every
   event read by any of the writers, i.e. of the whole buffer.
+
+``exporters.hdf5``, ``exporters.parquet`` and ``exporters.root`` write files that physicists
+open directly (h5py, pyarrow/pandas/polars, uproot/ROOT); each needs an optional library
+(``pip install "mimocorb2[hdf5]"``, ``[parquet]``, ``[root]``, or ``[all]``). Their files are
+never shared: each process writes its own (``<name>``, ``<name>_2``, ``<name>_3`` …, as
+``data.export`` does). The writers are in :mod:`mimocorb2._file_formats`.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from mimocorb2 import _file_formats as _ff
 from mimocorb2.exceptions import BufferEndedError, BufferTimeoutError
 from mimocorb2.mimo_worker import BufferIO
 from mimocorb2.worker_templates import Exporter, SetupError
@@ -43,7 +50,7 @@ try:  # POSIX; without it (Windows) concurrent writers of one output are not ser
 except ImportError:  # pragma: no cover - platform dependent
     _fcntl = None  # type: ignore[assignment]
 
-__all__ = ["csv", "drain", "histogram"]
+__all__ = ["csv", "drain", "hdf5", "histogram", "parquet", "root"]
 
 _BATCH_EVENTS = 4096
 """Most events taken from the source in one hand-off."""
@@ -805,3 +812,192 @@ def csv(buffer_io: BufferIO) -> None:
                 writer.close()
 
     _run_guarded(buffer_io, body)
+
+
+# ----- hdf5, parquet, root -----
+
+
+def _file_exporter(buffer_io: BufferIO, fmt: str) -> None:
+    from mimocorb2.functions import _file_exporters  # imports the format's library on use
+
+    _file_exporters.run(buffer_io, fmt)
+
+
+def hdf5(buffer_io: BufferIO) -> None:
+    """mimoCoRB2 Function: Save the events of the source buffer to an HDF5 file.
+
+    Writes ``<buffer>.h5`` in the run directory (config ``filename``) with two datasets,
+    chunked and resizable along the first axis:
+
+    - ``data``: the buffer's structured ``data_dtype`` (an HDF5 compound type), shape
+      ``(n, data_length)``;
+    - ``metadata``: ``counter`` (int64), ``timestamp`` (float64, seconds since the epoch) and
+      ``deadtime`` (float64), shape ``(n,)``.
+
+    Root attributes: ``setup_yaml`` (the run's effective setup), ``buffer``,
+    ``mimocorb2_version``, ``run_start`` (ISO 8601, UTC), ``data_length``, ``created``,
+    ``worker`` and ``pid``.
+
+    The file is written in SWMR mode: events reach the file at least every
+    ``flush_interval`` seconds, and another process can read it meanwhile with
+    ``h5py.File(path, "r", swmr=True)`` (``dataset.refresh()`` shows new events; the complete
+    events are the first ``len(metadata)``). A file whose writer crashed holds every event
+    flushed before; it opens with ``swmr=True``, and ``mimocorb2 recover FILE.h5`` (or
+    :func:`mimocorb2.mimo_file.recover_hdf5`) makes it a plain HDF5 file for other programs.
+    After a normal end it is a plain HDF5 file (HDF5 1.10 format).
+
+    Several processes of this worker write one file each: the first ``<name>.h5``, the
+    others ``<name>_2.h5``, ``<name>_3.h5`` … (HDF5 has a single writer per file).
+
+    Needs h5py: ``pip install "mimocorb2[hdf5]"`` (without it the setup is refused).
+
+    Type
+        Exporter
+
+    Buffers
+        sources
+            1 (fields of booleans, integers, floats, complex numbers, byte strings ``S<n>``)
+        sinks
+            Pass through data without modification to all sinks. Must share same dtype as
+            source buffer.
+        observes
+            0
+
+    Configs
+        filename : str, optional (default=source buffer name)
+            Name of the file in the run directory (``.h5`` is appended unless the name ends
+            in ``.h5`` or ``.hdf5``).
+        flush_interval : float, optional (default=1)
+            Longest time in seconds before written events are on the file.
+        compression : str, optional (default=none)
+            ``none``, ``gzip`` or ``lzf``.
+        compression_level : int, optional
+            gzip level 0..9.
+
+    Examples:
+        >>> import h5py
+        >>> with h5py.File("run_directory/waveforms.h5", "r") as f:
+        ...     data, metadata = f["data"][:], f["metadata"][:]
+        ...     ch1 = data["ch1"]            # shape (n, data_length)
+    """
+    _file_exporter(buffer_io, "hdf5")
+
+
+def parquet(buffer_io: BufferIO) -> None:
+    """mimoCoRB2 Function: Save the events of the source buffer to a Parquet file.
+
+    Writes ``<buffer>.parquet`` in the run directory (config ``filename``): one row per event,
+    the columns ``counter`` (int64), ``timestamp`` (float64), ``deadtime`` (float64) and one per
+    data field, a scalar column for ``data_length`` 1 and a fixed-size list column of
+    ``data_length`` values otherwise (byte strings ``S<n>`` as fixed-size binary). Events are
+    written as one row group every ``flush_interval`` seconds (or every 64 MiB), uncompressed
+    by default. The schema metadata holds ``mimocorb2`` (JSON: buffer, mimocorb2 version,
+    run start, data dtype and length, worker) and ``setup_yaml`` (the run's effective setup).
+
+    A Parquet file becomes readable when it is closed at the end of the run: if the worker
+    crashes, the file is lost. With ``part_interval`` the output is a directory
+    ``<buffer>.parquet/`` of part files ``part-00000.parquet``, ``part-00001.parquet`` …, one
+    closed every ``part_interval`` seconds (the open one is hidden while written), so a crash
+    loses at most the last part; ``pandas.read_parquet`` and ``pyarrow.parquet.read_table``
+    read the directory as one table.
+
+    Several processes of this worker write one file (or directory) each: ``<name>.parquet``,
+    ``<name>_2.parquet``, ``<name>_3.parquet`` …
+
+    Needs pyarrow: ``pip install "mimocorb2[parquet]"`` (without it the setup is refused).
+
+    Type
+        Exporter
+
+    Buffers
+        sources
+            1 (plain fields of booleans, integers, floats, byte strings ``S<n>``; not named
+            counter, timestamp or deadtime)
+        sinks
+            Pass through data without modification to all sinks. Must share same dtype as
+            source buffer.
+        observes
+            0
+
+    Configs
+        filename : str, optional (default=source buffer name)
+            Name of the file in the run directory (``.parquet`` is appended unless present).
+        flush_interval : float, optional (default=1)
+            Seconds between row groups.
+        part_interval : float, optional (default=None: one file)
+            Seconds after which a part file is closed (then the output is a directory).
+        compression : str, optional (default=none)
+            ``none``, ``snappy``, ``gzip``, ``brotli``, ``zstd`` or ``lz4``.
+        compression_level : int, optional
+            Level of the codec.
+
+    Examples:
+        >>> import pandas as pd
+        >>> events = pd.read_parquet("run_directory/pulse_heights.parquet")
+    """
+    _file_exporter(buffer_io, "parquet")
+
+
+def root(buffer_io: BufferIO) -> None:
+    """mimoCoRB2 Function: Save the events of the source buffer to a ROOT file.
+
+    Writes ``<buffer>.root`` in the run directory (config ``filename``) with uproot (no ROOT
+    installation needed): a TTree ``events`` with the branches ``counter`` (Long64_t),
+    ``timestamp`` and ``deadtime`` (Double_t) and one per data field, a scalar for
+    ``data_length`` 1 and a fixed-length array ``[data_length]`` otherwise; byte strings
+    ``S<n>`` become ``uint8`` arrays of ``n`` (``.view("S<n>")`` turns them back). The
+    TObjStrings ``mimocorb2`` (JSON: buffer, mimocorb2 version, run start, data dtype and
+    length, worker) and ``setup_yaml`` (the run's effective setup) describe the run.
+
+    Events are written as one basket per branch every ``flush_interval`` seconds (or every
+    64 MiB); the tree on the file is updated with each basket, so a crash of the worker loses
+    only the events of the last ``flush_interval``. Uncompressed by default (uproot's own
+    default, ZLIB, is many times slower); ``compression: lz4`` is fast.
+
+    Several processes of this worker write one file each: ``<name>.root``, ``<name>_2.root``,
+    ``<name>_3.root`` …
+
+    Needs uproot: ``pip install "mimocorb2[root]"`` (without it the setup is refused).
+
+    Type
+        Exporter
+
+    Buffers
+        sources
+            1 (plain fields of booleans, integers, float32/float64, byte strings ``S<n>``;
+            not named counter, timestamp or deadtime)
+        sinks
+            Pass through data without modification to all sinks. Must share same dtype as
+            source buffer.
+        observes
+            0
+
+    Configs
+        filename : str, optional (default=source buffer name)
+            Name of the file in the run directory (``.root`` is appended unless present).
+        flush_interval : float, optional (default=1)
+            Longest time in seconds before written events are on the file.
+        compression : str, optional (default=none)
+            ``none``, ``lz4``, ``zlib``, ``lzma`` or ``zstd``.
+        compression_level : int, optional
+            Level of the codec (default 1 for lz4, else 4).
+
+    Examples:
+        >>> import uproot
+        >>> tree = uproot.open("run_directory/spectrum.root")["events"]
+        >>> arrays = tree.arrays(library="np")
+    """
+    _file_exporter(buffer_io, "root")
+
+
+def _validator(fmt: str) -> Callable[[dict[str, Any], Any, Any], list[str]]:
+    def validate_config(config: dict[str, Any], sink_dtype: Any, data_length: Any) -> list[str]:
+        """Problems of the configuration, including a missing library (checked at setup)."""
+        return _ff.config_problems(fmt, config, f"exporters.{fmt}")
+
+    return validate_config
+
+
+hdf5.validate_config = _validator("hdf5")  # type: ignore[attr-defined]
+parquet.validate_config = _validator("parquet")  # type: ignore[attr-defined]
+root.validate_config = _validator("root")  # type: ignore[attr-defined]
