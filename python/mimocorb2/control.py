@@ -26,6 +26,7 @@ from mimocorb2 import _core
 from mimocorb2._dataflow import write_data_flow
 from mimocorb2._ledger import (
     WORKER_TAG_ENV,
+    apply_worker_notes,
     buffer_ledger,
     run_summary,
     worker_ledger,
@@ -350,6 +351,8 @@ class Control:
 
     def _was_stopped(self, p: dict[str, Any]) -> bool:
         """Whether a process was ended by the user (a worker shutdown command), not crashed."""
+        if p.get("stopped"):  # ended by the control (Kill Workers, Ctrl-C twice, shutdown)
+            return True
         return p["name"] in self._stopped_by_user and p["exit_code"] in (None, 0, 130, 143)
 
     def failures(self) -> list[dict[str, Any]]:
@@ -577,6 +580,7 @@ class Control:
         buffers = {n: buffer_ledger(b._core.stats()) for n, b in self.buffers.items()}
         regs = {n: b._core.registrations() for n, b in self.buffers.items()}
         workers = worker_ledger(regs, self._tags, self._procs)
+        apply_worker_notes(workers, self.run_dir)
         summary = run_summary(buffers, workers)
         write_run_summary(self.run_dir / "run_summary.json", summary)
         return summary
