@@ -229,6 +229,7 @@ pub struct Reader {
     ring: Arc<Ring>,
     held: Option<u32>,
     reg: u32,
+    group: usize,
     how: Disposition,
 }
 
@@ -236,13 +237,43 @@ impl Reader {
     /// A reader over `ring`.
     #[must_use]
     pub fn new(ring: Arc<Ring>) -> Reader {
-        let reg = ring.register_reader(pid()).map_or(NO_REG, |r| r as u32);
+        let group = ring.group_index(None).unwrap_or(0);
+        Self::in_group(ring, group)
+    }
+
+    /// A reader of reader group `name` (`None`: the default group). On a competing buffer
+    /// every reader is in its one group whatever the name.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when the buffer has no room for another group.
+    pub fn with_group(ring: Arc<Ring>, name: Option<&str>) -> Result<Reader> {
+        let group = ring.group_index(name)?;
+        Ok(Self::in_group(ring, group))
+    }
+
+    fn in_group(ring: Arc<Ring>, group: usize) -> Reader {
+        let reg = ring
+            .register_reader(pid(), group)
+            .map_or(NO_REG, |r| r as u32);
         Reader {
             ring,
             held: None,
             reg,
+            group,
             how: Disposition::Consumed,
         }
+    }
+
+    /// The reader group of this reader.
+    #[must_use]
+    pub fn group(&self) -> usize {
+        self.group
+    }
+
+    /// The ring this reader reads.
+    #[must_use]
+    pub fn ring(&self) -> &Arc<Ring> {
+        &self.ring
     }
 
     /// Takes the next event's slot; `Ok(None)` at the end of the stream.
@@ -259,7 +290,7 @@ impl Reader {
         let mut one = [0u32];
         let n = self
             .ring
-            .acquire_read_many(&mut one, deadline(timeout), self.reg)?;
+            .acquire_read_many(&mut one, deadline(timeout), self.reg, self.group)?;
         self.held = (n == 1).then_some(one[0]);
         self.how = Disposition::Consumed;
         Ok(self.held)
@@ -283,7 +314,7 @@ impl Reader {
         let mut one = [0u32];
         Ok(self
             .ring
-            .try_acquire_read_many(&mut one, self.reg)
+            .try_acquire_read_many(&mut one, self.reg, self.group)
             .map(|n| {
                 self.held = (n == 1).then_some(one[0]);
                 self.how = Disposition::Consumed;
@@ -311,8 +342,14 @@ impl Reader {
             return Ok(());
         }
         let done = writer.ring().writer_events(reg as usize).unwrap_or(0);
-        self.ring
-            .mark_forward(s, writer.ring().instance_id()[0], reg, done + 1)
+        self.ring.mark_forward(
+            s,
+            self.reg,
+            self.group,
+            writer.ring().instance_id()[0],
+            reg,
+            done + 1,
+        )
     }
 
     /// Gives the held slot back.
@@ -326,7 +363,7 @@ impl Reader {
                 self.ring.name()
             ))
         })?;
-        self.ring.release_many(&[s], self.how, self.reg)
+        self.ring.release_many(&[s], self.how, self.reg, self.group)
     }
 
     /// Copies up to `max` events (metadata + data rows) into `dst` in one hand-off; returns how
@@ -356,12 +393,12 @@ impl Reader {
         let mut slots = vec![0u32; max.min(self.ring.slot_count() as usize)];
         let n = self
             .ring
-            .acquire_read_many(&mut slots, deadline(timeout), self.reg)?;
+            .acquire_read_many(&mut slots, deadline(timeout), self.reg, self.group)?;
         for (i, &s) in slots[..n].iter().enumerate() {
             self.ring.copy_out(s, &mut dst[i * row..(i + 1) * row]);
         }
         self.ring
-            .release_many(&slots[..n], Disposition::Consumed, self.reg)?;
+            .release_many(&slots[..n], Disposition::Consumed, self.reg, self.group)?;
         Ok(n)
     }
 }
@@ -369,7 +406,7 @@ impl Reader {
 impl Drop for Reader {
     fn drop(&mut self) {
         if let Some(s) = self.held.take() {
-            let _ = self.ring.release_many(&[s], self.how, self.reg);
+            let _ = self.ring.release_many(&[s], self.how, self.reg, self.group);
         }
         if self.reg != NO_REG {
             self.ring.reader_done(self.reg as usize);

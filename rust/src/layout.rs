@@ -18,7 +18,7 @@ use crate::token_queue::{FifoHeader, Waker};
 /// `b"MIMOCRB2"` as a little-endian integer.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"MIMOCRB2");
 /// Version of this layout; bumped on every incompatible change.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// Longest buffer name in bytes.
 pub const MAX_NAME: usize = 240;
 /// Longest dtype description (JSON text) in bytes.
@@ -27,6 +27,8 @@ pub const MAX_DTYPE: usize = 8192;
 pub const MAX_WRITERS: usize = 256;
 /// Number of reader registrations a buffer can track.
 pub const MAX_READERS: usize = 256;
+/// Reader groups a buffer can have (`delivery: every_worker`; a competing buffer has one).
+pub const MAX_GROUPS: usize = 16;
 /// Largest slot count.
 pub const MAX_SLOTS: u32 = 1 << 20;
 /// Slot stride alignment (a cache line).
@@ -55,6 +57,10 @@ pub struct Header {
     pub data_size: u64,
     /// 1 when a full buffer overwrites its oldest event instead of blocking the writer.
     pub overwrite: u32,
+    /// [`DELIVERY_COMPETE`] or [`DELIVERY_EVERY_GROUP`].
+    pub delivery: u32,
+    /// Number of filled queues (1, or [`MAX_GROUPS`] for every-group delivery).
+    pub group_queues: u32,
     /// Process id of the creator.
     pub creator_pid: u32,
     /// Offset of the [`SharedState`].
@@ -79,6 +85,41 @@ pub struct Header {
     pub name: [u8; MAX_NAME],
     /// The data dtype description (JSON text, as produced by the Python side).
     pub dtype: [u8; MAX_DTYPE],
+}
+
+/// Readers compete: every event goes to one reader (one group).
+pub const DELIVERY_COMPETE: u32 = 0;
+/// Every reader group receives every event; the readers of one group compete.
+pub const DELIVERY_EVERY_GROUP: u32 = 1;
+
+/// Group entry is free.
+pub const GROUP_FREE: u64 = 0;
+/// Group receives the events committed from now on.
+pub const GROUP_ACTIVE: u64 = 1;
+/// Group's worker ended: it holds nothing back any more.
+pub const GROUP_ENDED: u64 = 2;
+
+/// One reader group: its state, name and ledger counters. Its filled queue is the
+/// `index`-th queue after the header.
+#[repr(C)]
+#[derive(Debug)]
+pub struct GroupEntry {
+    /// `GROUP_*` state.
+    pub word: AtomicU64,
+    /// FNV-1a hash of the name (the key).
+    pub name_hash: AtomicU64,
+    /// Length of the name in `name`.
+    pub name_len: AtomicU64,
+    /// The name (UTF-8, at most 32 bytes shown).
+    pub name: [AtomicU64; 4],
+    /// Events the group's readers released.
+    pub consumed: AtomicU64,
+    /// Events the group lost (its reader died holding them, or unread when it ended).
+    pub lost: AtomicU64,
+    /// Events overwritten before the group read them.
+    pub overwritten: AtomicU64,
+    /// Reserved.
+    pub reserved: [AtomicU64; 6],
 }
 
 /// Buffer has not ended.
@@ -140,8 +181,8 @@ pub struct SharedState {
     /// Process id of the supervisor that reclaims dead processes (0: none; then waiting
     /// endpoints reclaim dead processes themselves).
     pub supervisor_pid: AtomicU32,
-    /// Reserved.
-    pub reserved: AtomicU32,
+    /// Bit mask of the active groups (a commit gives its events to these groups).
+    pub active_groups: AtomicU32,
     /// Events discarded while paused (counted outside the lock: one atomic add).
     pub paused_count: CachePadded<AtomicU64>,
     /// Nanoseconds writers spent waiting for a free slot.
@@ -156,12 +197,14 @@ pub struct SharedState {
     pub rate_bits: AtomicU64,
     /// Redo record of the protocol step in progress.
     pub journal: CachePadded<Journal>,
+    /// The reader groups.
+    pub groups: [GroupEntry; MAX_GROUPS],
 }
 
 /// Slots one journalled step can change (larger batches take several steps).
 pub const JOURNAL_SLOTS: usize = 64;
 /// Words (counters) one journalled step can set.
-pub const JOURNAL_WORDS: usize = 8;
+pub const JOURNAL_WORDS: usize = 24;
 
 /// Redo record of one protocol step, written under the ring lock before the step changes
 /// anything: the new owner state of some slots and the new absolute values of some counters.
@@ -182,8 +225,12 @@ pub struct Journal {
     pub seq0: AtomicU64,
     /// Number of valid entries of `word_id` / `word_val`.
     pub n_words: AtomicU32,
-    /// Reserved.
+    /// Reader registration of the step (reads), else `u32::MAX`.
     pub reserved: AtomicU32,
+    /// Group of the step (reads, releases, drops).
+    pub group: AtomicU32,
+    /// Group mask of a commit (the groups that get the events).
+    pub mask: AtomicU32,
     /// Which word each entry sets (see `Ring::word`).
     pub word_id: [AtomicU32; JOURNAL_WORDS],
     /// The absolute value each entry sets.
@@ -201,36 +248,44 @@ pub const SLOT_FILLED: u32 = 2;
 /// A reader holds the slot.
 pub const SLOT_READING: u32 = 3;
 
-/// No forwarding intent recorded.
-pub const INTENT_NONE: u32 = 0;
-/// The reader is forwarding this event to another buffer (see [`SlotRecord::fwd_ring`]).
-pub const INTENT_FORWARD: u32 = 1;
+/// Journal step: group `g` takes filled slots (its reader holds them).
+pub const STEP_READ: u32 = 10;
+/// Journal step: group `g` releases slots; a slot no group needs any more becomes free.
+pub const STEP_RELEASE: u32 = 11;
+/// Journal step: group `g` gives up slots it has not read (group ended, overwritten, unread).
+pub const STEP_UNPEND: u32 = 12;
 
 /// Ownership record of one slot: the truth from which the queues can be rebuilt.
+///
+/// A written slot is `SLOT_WRITING` (held by `holder`). A committed slot is `SLOT_FILLED`
+/// until every group in its masks has released it: `pending` has the groups that have not
+/// taken it yet (it is in their filled queues), `reading` the groups whose reader holds it
+/// (pid in `group_holder`, reader registration in `group_reg`). Then it is `SLOT_FREE`.
 #[repr(C)]
 #[derive(Debug)]
 pub struct SlotRecord {
     /// One of the `SLOT_*` states.
     pub state: AtomicU32,
-    /// Process id of the holder while writing or reading (0 otherwise).
+    /// Process id of the writer while writing (0 otherwise).
     pub holder: AtomicU32,
-    /// Number of holders (1 today; reader groups will let several hold one slot).
+    /// Groups that still need the slot (`pending | reading`, counted), for diagnostics.
     pub holders: AtomicU32,
-    /// [`INTENT_NONE`] or [`INTENT_FORWARD`], written by the reading holder before it commits
-    /// the event downstream, so that reclaim can tell a delivered event from a lost one.
-    pub intent: AtomicU32,
-    /// Instance id (first word) of the buffer the event is forwarded to.
-    pub fwd_ring: AtomicU64,
-    /// Writer registration in that buffer.
-    pub fwd_reg: AtomicU64,
-    /// The event counts as delivered once that registration's commit count reaches this.
-    pub fwd_commits: AtomicU64,
+    /// Groups that have not taken the committed event yet.
+    pub pending: AtomicU32,
+    /// Groups whose reader holds the event.
+    pub reading: AtomicU32,
     /// Reserved.
-    pub reserved: AtomicU64,
+    pub reserved: AtomicU32,
     /// Seqlock version: odd while a writer fills the slot, even when stable.
     pub version: AtomicU64,
     /// Commit sequence number of the event the slot holds.
     pub commit_seq: AtomicU64,
+    /// Reader pid per group (while the group reads the slot).
+    pub group_holder: [AtomicU32; MAX_GROUPS],
+    /// Reader registration per group (while the group reads the slot).
+    pub group_reg: [AtomicU32; MAX_GROUPS],
+    /// Padding to three cache lines.
+    pub pad: [AtomicU64; 3],
 }
 
 /// Registration is free.
@@ -270,8 +325,20 @@ pub struct RegEntry {
     pub dropped: AtomicU64,
     /// Reader: events released as given up because the worker's function failed on them.
     pub failed: AtomicU64,
+    /// Reader: its group.
+    pub group: AtomicU64,
+    /// Reader: slot + 1 of the event it forwards (0: none). The forwarding intent: written
+    /// before the event is committed into another buffer, so that reclaim can tell a delivered
+    /// event from a lost one.
+    pub fwd_slot: AtomicU64,
+    /// Instance id (first word) of the buffer the event is forwarded to.
+    pub fwd_ring: AtomicU64,
+    /// Writer registration in that buffer.
+    pub fwd_reg: AtomicU64,
+    /// The event counts as delivered once that registration's commit count reaches this.
+    pub fwd_commits: AtomicU64,
     /// Reserved.
-    pub reserved: [AtomicU64; 2],
+    pub reserved: [AtomicU64; 5],
 }
 
 /// Packs a registration word.
@@ -281,8 +348,9 @@ pub fn writer_word(pid: u32, state: u64) -> u64 {
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() % 8 == 0);
-const _: () = assert!(std::mem::size_of::<SlotRecord>() == 64);
-const _: () = assert!(std::mem::size_of::<RegEntry>() == 64);
+const _: () = assert!(std::mem::size_of::<SlotRecord>() == 192);
+const _: () = assert!(std::mem::size_of::<RegEntry>() == 128);
+const _: () = assert!(std::mem::size_of::<GroupEntry>() == 128);
 const _: () = assert!(METADATA_SIZE == 24);
 
 /// Offsets of every part of a region with the given geometry.
@@ -292,6 +360,10 @@ pub struct Geometry {
     pub slot_count: u32,
     /// Token queue capacity.
     pub queue_capacity: u32,
+    /// Number of filled queues (one per possible group).
+    pub group_queues: u32,
+    /// Bytes from one filled queue to the next.
+    pub queue_stride: u64,
     /// Data bytes per slot.
     pub data_size: u64,
     /// Slot stride.
@@ -323,14 +395,18 @@ impl Geometry {
     /// Computes the layout for `slot_count` slots of `data_size` data bytes, or `None` when the
     /// sizes overflow.
     #[must_use]
-    pub fn new(slot_count: u32, data_size: u64) -> Option<Geometry> {
+    pub fn new(slot_count: u32, data_size: u64, group_queues: u32) -> Option<Geometry> {
         let queue_capacity = slot_count.checked_next_power_of_two()?.max(2);
         let slot_stride = align_up((METADATA_SIZE as u64).checked_add(data_size)?, SLOT_ALIGN);
         let queue_bytes = std::mem::size_of::<FifoHeader>() as u64 + u64::from(queue_capacity) * 4;
         let off_state = align_up(std::mem::size_of::<Header>() as u64, 128);
         let off_empty = align_up(off_state + std::mem::size_of::<SharedState>() as u64, 128);
         let off_filled = align_up(off_empty + queue_bytes, 128);
-        let off_records = align_up(off_filled + queue_bytes, 128);
+        let queue_stride = align_up(queue_bytes, 128);
+        let off_records = align_up(
+            off_filled + queue_stride.checked_mul(u64::from(group_queues.max(1)))?,
+            128,
+        );
         let off_writers = align_up(
             off_records + u64::from(slot_count) * std::mem::size_of::<SlotRecord>() as u64,
             128,
@@ -343,6 +419,8 @@ impl Geometry {
         Some(Geometry {
             slot_count,
             queue_capacity,
+            group_queues: group_queues.max(1),
+            queue_stride,
             data_size,
             slot_stride,
             off_state,
@@ -368,7 +446,7 @@ mod tests {
 
     #[test]
     fn geometry_is_aligned_and_ordered() {
-        let g = Geometry::new(5, 100).unwrap();
+        let g = Geometry::new(5, 100, 1).unwrap();
         assert_eq!(g.queue_capacity, 8);
         assert_eq!(g.slot_stride, 128);
         assert_eq!(g.off_slots % PAGE, 0);
@@ -381,6 +459,6 @@ mod tests {
 
     #[test]
     fn geometry_overflow_is_none() {
-        assert!(Geometry::new(u32::MAX, u64::MAX / 2).is_none());
+        assert!(Geometry::new(u32::MAX, u64::MAX / 2, 1).is_none());
     }
 }

@@ -21,8 +21,9 @@ use std::sync::Arc;
 use crate::clock::{now_ns, pid};
 use crate::error::{Error, Result};
 use crate::layout::{
-    Geometry, Header, RegEntry, SharedState, SlotRecord, LAYOUT_VERSION, MAGIC, MAX_DTYPE,
-    MAX_NAME, MAX_READERS, MAX_SLOTS, MAX_WRITERS,
+    Geometry, Header, RegEntry, SharedState, SlotRecord, DELIVERY_COMPETE, DELIVERY_EVERY_GROUP,
+    GROUP_ACTIVE, LAYOUT_VERSION, MAGIC, MAX_DTYPE, MAX_GROUPS, MAX_NAME, MAX_READERS, MAX_SLOTS,
+    MAX_WRITERS,
 };
 use crate::metadata::{SlotMetadata, METADATA_SIZE};
 use crate::shm::Mapping;
@@ -80,6 +81,31 @@ impl Ring {
         dtype: &str,
         overwrite: bool,
     ) -> Result<Ring> {
+        Self::create_with(
+            name,
+            slot_count,
+            data_size,
+            dtype,
+            overwrite,
+            DELIVERY_COMPETE,
+        )
+    }
+
+    /// Creates a new buffer with the given delivery ([`DELIVERY_COMPETE`]: readers compete;
+    /// [`DELIVERY_EVERY_GROUP`]: every reader group receives every event).
+    ///
+    /// # Errors
+    /// As [`Ring::create`].
+    pub fn create_with(
+        name: &str,
+        slot_count: u32,
+        data_size: u64,
+        dtype: &str,
+        overwrite: bool,
+        delivery: u32,
+    ) -> Result<Ring> {
+        let every = delivery == DELIVERY_EVERY_GROUP;
+        let group_queues = if every { MAX_GROUPS as u32 } else { 1 };
         if slot_count == 0 || slot_count > MAX_SLOTS {
             return Err(Error::InvalidArgument(format!(
                 "buffer '{name}': slot_count must be between 1 and {MAX_SLOTS}, got {slot_count}"
@@ -96,7 +122,7 @@ impl Ring {
                 "buffer '{name}': dtype description longer than {MAX_DTYPE} bytes"
             )));
         }
-        let geo = Geometry::new(slot_count, data_size).ok_or_else(|| {
+        let geo = Geometry::new(slot_count, data_size, group_queues).ok_or_else(|| {
             Error::InvalidArgument(format!("buffer '{name}': slot size overflows"))
         })?;
         let len = usize::try_from(geo.total_size)
@@ -117,6 +143,8 @@ impl Ring {
         hdr.slot_stride = geo.slot_stride;
         hdr.data_size = data_size;
         hdr.overwrite = u32::from(overwrite);
+        hdr.delivery = u32::from(every);
+        hdr.group_queues = group_queues;
         hdr.creator_pid = pid();
         hdr.off_state = geo.off_state;
         hdr.off_empty = geo.off_empty;
@@ -138,6 +166,13 @@ impl Ring {
         };
         for s in 0..slot_count {
             ring.empty().push(s);
+        }
+        if !every {
+            // The one group of a competing buffer: every reader is in it.
+            ring.state().groups[0]
+                .word
+                .store(GROUP_ACTIVE, Ordering::Relaxed);
+            ring.state().active_groups.store(1, Ordering::Relaxed);
         }
         crate::registry::remember(ring.instance_id()[0], &ring.map);
         fence(Ordering::SeqCst);
@@ -203,7 +238,7 @@ impl Ring {
                 ));
             }
         }
-        let geo = Geometry::new(hdr.slot_count, hdr.data_size)
+        let geo = Geometry::new(hdr.slot_count, hdr.data_size, hdr.group_queues)
             .ok_or_else(|| Error::LayoutMismatch("corrupt geometry".into()))?;
         let consistent = geo.total_size == hdr.total_size
             && geo.off_slots == hdr.off_slots
@@ -212,6 +247,7 @@ impl Ring {
             && geo.off_filled == hdr.off_filled
             && geo.off_records == hdr.off_records
             && geo.off_writers == hdr.off_writers
+            && (hdr.group_queues == 1 || hdr.group_queues == MAX_GROUPS as u32)
             && geo.slot_stride == hdr.slot_stride
             && geo.total_size as usize <= map.len()
             && hdr.name_len as usize <= MAX_NAME
@@ -277,10 +313,30 @@ impl Ring {
         self.queue_at(self.geo.off_empty)
     }
 
-    /// The queue of committed slots (changed only under the ring lock).
+    /// The filled queue of group 0 (the only group of a competing buffer).
     #[must_use]
     pub fn filled(&self) -> Fifo<'_> {
-        self.queue_at(self.geo.off_filled)
+        self.filled_of(0)
+    }
+
+    /// The queue of committed slots group `g` has not taken yet (changed only under the ring
+    /// lock). `g` is clamped to the buffer's groups.
+    #[must_use]
+    pub fn filled_of(&self, g: usize) -> Fifo<'_> {
+        let g = (g as u64).min(u64::from(self.geo.group_queues) - 1);
+        self.queue_at(self.geo.off_filled + g * self.geo.queue_stride)
+    }
+
+    /// Number of groups this buffer can have (1 for a competing buffer).
+    #[must_use]
+    pub fn group_capacity(&self) -> usize {
+        self.geo.group_queues as usize
+    }
+
+    /// True when every reader group receives every event.
+    #[must_use]
+    pub fn every_group(&self) -> bool {
+        self.header().delivery == DELIVERY_EVERY_GROUP
     }
 
     pub(crate) fn records(&self) -> &[SlotRecord] {

@@ -6,8 +6,9 @@
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
 use crate::layout::{
-    ctr, writer_word, RegEntry, END_DRAINED, END_FORCED, END_OPEN, MAX_WRITERS, REG_ACTIVE,
-    REG_CRASHED, REG_DONE, REG_FREE, REG_RESTARTING,
+    ctr, writer_word, RegEntry, END_DRAINED, END_FORCED, END_OPEN, GROUP_ACTIVE, GROUP_FREE,
+    MAX_GROUPS, MAX_WRITERS, REG_ACTIVE, REG_CRASHED, REG_DONE, REG_FREE, REG_RESTARTING,
+    SLOT_FILLED, SLOT_READING,
 };
 use crate::plock::process_alive;
 use crate::ring::Ring;
@@ -32,7 +33,9 @@ impl Ring {
     }
 
     pub(crate) fn wake_everyone(&self) {
-        self.filled().notify_all();
+        for g in 0..self.group_capacity() {
+            self.filled_of(g).notify_all();
+        }
         self.empty().notify_all();
         wake(&self.state().observe, u32::MAX);
     }
@@ -101,12 +104,14 @@ impl Ring {
     /// Registers a reader of process `pid` for the ledger; `None` when every registration is
     /// taken (the reader then works without per-worker counts). A finished registration of the
     /// same worker is reused, so its counts continue.
-    pub fn register_reader(&self, pid: u32) -> Option<usize> {
+    pub fn register_reader(&self, pid: u32, group: usize) -> Option<usize> {
         let tag = worker_tag();
         let entries = self.readers();
         let reusable = |e: &RegEntry| {
             let st = e.word.load(Ordering::SeqCst) & 0xffff_ffff;
-            (st == REG_DONE || st == REG_CRASHED) && e.tag.load(Ordering::Relaxed) == tag
+            (st == REG_DONE || st == REG_CRASHED)
+                && e.tag.load(Ordering::Relaxed) == tag
+                && e.group.load(Ordering::Relaxed) == group as u64
         };
         let order = entries
             .iter()
@@ -129,9 +134,100 @@ impl Ring {
                 continue;
             }
             e.tag.store(tag, Ordering::Relaxed);
+            e.group.store(group as u64, Ordering::Relaxed);
+            e.fwd_slot.store(0, Ordering::Relaxed);
             return Some(i);
         }
         None
+    }
+
+    /// The index of reader group `name` (`None`: the default group), registering the group if
+    /// it is new. A competing buffer has one group, index 0, whatever the name. A new group
+    /// receives the events committed from now on.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when every group of the buffer is taken.
+    pub fn group_index(&self, name: Option<&str>) -> Result<usize> {
+        if !self.every_group() {
+            return Ok(0);
+        }
+        let name = name.unwrap_or("default");
+        let hash = fnv1a(name.as_bytes());
+        let groups = &self.state().groups;
+        let _lock = self.locked();
+        if let Some(g) = groups.iter().position(|e| {
+            e.word.load(Ordering::Relaxed) != GROUP_FREE
+                && e.name_hash.load(Ordering::Relaxed) == hash
+        }) {
+            return Ok(g);
+        }
+        let Some(g) = groups
+            .iter()
+            .position(|e| e.word.load(Ordering::Relaxed) == GROUP_FREE)
+        else {
+            return Err(Error::InvalidArgument(format!(
+                "buffer '{}': more than {MAX_GROUPS} reader groups (group '{name}')",
+                self.name()
+            )));
+        };
+        let e = &groups[g];
+        e.name_hash.store(hash, Ordering::Relaxed);
+        let bytes = name.as_bytes();
+        let n = bytes.len().min(32);
+        for (k, word) in e.name.iter().enumerate() {
+            let mut chunk = [0u8; 8];
+            let lo = (k * 8).min(n);
+            let hi = (k * 8 + 8).min(n);
+            chunk[..hi - lo].copy_from_slice(&bytes[lo..hi]);
+            word.store(u64::from_le_bytes(chunk), Ordering::Relaxed);
+        }
+        e.name_len.store(n as u64, Ordering::Relaxed);
+        e.word.store(GROUP_ACTIVE, Ordering::Release);
+        let st = self.state();
+        st.active_groups.store(
+            st.active_groups.load(Ordering::Relaxed) | (1 << g),
+            Ordering::Relaxed,
+        );
+        Ok(g)
+    }
+
+    /// The name of group `g` (up to 32 bytes), empty for a free entry.
+    #[must_use]
+    pub fn group_name(&self, g: usize) -> String {
+        let Some(e) = self.state().groups.get(g) else {
+            return String::new();
+        };
+        let mut bytes: Vec<u8> = e
+            .name
+            .iter()
+            .flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes())
+            .collect();
+        bytes.truncate((e.name_len.load(Ordering::Relaxed) as usize).min(32));
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// Per-group statistics: `(index, name, state, backlog, consumed, lost, overwritten)`.
+    #[must_use]
+    pub fn group_stats(&self) -> Vec<GroupStats> {
+        (0..self.group_capacity())
+            .filter_map(|g| {
+                let e = &self.state().groups[g];
+                let state = e.word.load(Ordering::Relaxed);
+                (state != GROUP_FREE).then(|| GroupStats {
+                    index: g,
+                    name: if self.every_group() {
+                        self.group_name(g)
+                    } else {
+                        "default".to_owned()
+                    },
+                    active: state == GROUP_ACTIVE,
+                    backlog: self.filled_of(g).len() as u64,
+                    consumed: e.consumed.load(Ordering::Relaxed),
+                    lost: e.lost.load(Ordering::Relaxed),
+                    overwritten: e.overwritten.load(Ordering::Relaxed),
+                })
+            })
+            .collect()
     }
 
     /// Marks reader registration `idx` as finished.
@@ -390,6 +486,18 @@ impl Ring {
         let elapsed = st.elapsed_ns.load(Ordering::Relaxed) as f64;
         let dt_sum = f64::from_bits(self.ctr(ctr::DEADTIME_SUM));
         let end = st.end_state.load(Ordering::Acquire);
+        // Slots waiting for a group (with one group: its filled queue).
+        let waiting = if self.every_group() {
+            self.records()
+                .iter()
+                .filter(|r| {
+                    r.state.load(Ordering::Relaxed) == SLOT_FILLED
+                        && r.pending.load(Ordering::Relaxed) != 0
+                })
+                .count() as u32
+        } else {
+            self.filled().len() as u32
+        };
         let active = self
             .writers()
             .iter()
@@ -398,7 +506,7 @@ impl Ring {
         Stats {
             event_count: events,
             slot_count: self.slot_count(),
-            filled_slots: self.filled().len() as u32,
+            filled_slots: waiting,
             empty_slots: self.empty().len() as u32,
             rate: f64::from_bits(st.rate_bits.load(Ordering::Acquire)),
             average_deadtime: if elapsed > 0.0 {
@@ -424,7 +532,7 @@ impl Ring {
             repairs: self.ctr(ctr::REPAIRS),
             held_slots: self
                 .slot_count()
-                .saturating_sub((self.filled().len() + self.empty().len()) as u32),
+                .saturating_sub(waiting + self.empty().len() as u32),
             active_writers: active,
             crashed_writers: self
                 .writers()
@@ -447,14 +555,36 @@ impl Ring {
             slots: self
                 .records()
                 .iter()
-                .map(|r| SlotView {
-                    state: r.state.load(Ordering::Relaxed),
-                    holder: r.holder.load(Ordering::Relaxed),
-                    commit_seq: r.commit_seq.load(Ordering::Relaxed),
-                    intent: r.intent.load(Ordering::Relaxed),
-                })
+                .enumerate()
+                .map(|(i, r)| self.slot_view(i, r))
                 .collect(),
         }
+    }
+
+    /// One slot as the audit shows it: a committed slot that no group waits for any more but
+    /// one reads is `SLOT_READING`, held by that group's reader.
+    fn slot_view(&self, i: usize, r: &crate::layout::SlotRecord) -> SlotView {
+        let state = r.state.load(Ordering::Relaxed);
+        let pending = r.pending.load(Ordering::Relaxed);
+        let reading = r.reading.load(Ordering::Relaxed);
+        let mut view = SlotView {
+            state,
+            holder: r.holder.load(Ordering::Relaxed),
+            commit_seq: r.commit_seq.load(Ordering::Relaxed),
+            intent: 0,
+        };
+        if state == SLOT_FILLED && pending == 0 && reading != 0 {
+            let g = reading.trailing_zeros() as usize;
+            view.state = SLOT_READING;
+            view.holder = r.group_holder[g].load(Ordering::Relaxed);
+            let reg = r.group_reg[g].load(Ordering::Relaxed) as usize;
+            let fwd = self
+                .readers()
+                .get(reg)
+                .is_some_and(|e| e.fwd_slot.load(Ordering::Relaxed) == i as u64 + 1);
+            view.intent = u32::from(fwd);
+        }
+        view
     }
 
     /// The endpoint registrations with their counters, for the run's ledger.
@@ -511,5 +641,31 @@ pub fn worker_tag() -> u64 {
             .ok()
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0)
+    })
+}
+
+/// Statistics of one reader group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupStats {
+    /// Group index.
+    pub index: usize,
+    /// Group name.
+    pub name: String,
+    /// Still receiving events (its worker has not ended).
+    pub active: bool,
+    /// Events waiting for the group.
+    pub backlog: u64,
+    /// Events its readers released.
+    pub consumed: u64,
+    /// Events it lost.
+    pub lost: u64,
+    /// Events overwritten before it read them.
+    pub overwritten: u64,
+}
+
+/// 64-bit FNV-1a hash (group names).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
 }

@@ -19,9 +19,14 @@
 //! then returned by reclaim, which is itself a sequence of such steps.
 //!
 //! Each slot token is therefore always in a queue (free or filled) or held by a recorded pid.
-//! Readers record in the slot a *forwarding intent* before they commit the event into another
-//! buffer, so that reclaiming a reader that died between that commit and its release counts the
-//! event as delivered, not lost.
+//! Readers record in their registration a *forwarding intent* before they commit the event into
+//! another buffer, so that reclaiming a reader that died between that commit and its release
+//! counts the event as delivered, not lost.
+//!
+//! Reader groups: a committed slot carries the mask of the groups that still need it
+//! (`pending`: in that group's filled queue; `reading`: held by that group's reader). Each group
+//! has its own filled queue and counters; the slot returns to the free queue when the last
+//! group released it. A competing buffer is the special case of one group.
 #![forbid(unsafe_code)]
 
 use std::time::{Duration, Instant};
@@ -30,8 +35,8 @@ use crate::clock::{now_ns, pid};
 use crate::error::{Error, Result};
 use crate::fault::point;
 use crate::layout::{
-    ctr, SlotRecord, END_FORCED, END_OPEN, INTENT_FORWARD, INTENT_NONE, JOURNAL_SLOTS,
-    JOURNAL_WORDS, SLOT_FILLED, SLOT_FREE, SLOT_READING, SLOT_WRITING,
+    ctr, SlotRecord, END_FORCED, END_OPEN, GROUP_ACTIVE, JOURNAL_SLOTS, JOURNAL_WORDS, MAX_GROUPS,
+    SLOT_FILLED, SLOT_FREE, SLOT_WRITING, STEP_READ, STEP_RELEASE, STEP_UNPEND,
 };
 use crate::metadata::SlotMetadata;
 use crate::plock::{self, Acquired};
@@ -49,6 +54,12 @@ pub(crate) const W_FILTERED: u32 = 0x3000;
 pub(crate) const W_DROPPED: u32 = 0x4000;
 /// Word id of a reader registration's count of events its worker failed on.
 pub(crate) const W_FAILED: u32 = 0x5000;
+/// Word id of a group's consumed count (`+ group`).
+pub(crate) const W_GROUP_CONSUMED: u32 = 0x6000;
+/// Word id of a group's lost count.
+pub(crate) const W_GROUP_LOST: u32 = 0x7000;
+/// Word id of a group's overwritten count.
+pub(crate) const W_GROUP_OVERWRITTEN: u32 = 0x8000;
 /// "No registration".
 pub const NO_REG: u32 = u32::MAX;
 
@@ -75,6 +86,8 @@ struct Plan {
     state: u32,
     holder: u32,
     reg: u32,
+    group: u32,
+    mask: u32,
     seq0: u64,
     slots: [u32; JOURNAL_SLOTS],
     n: usize,
@@ -88,6 +101,8 @@ impl Plan {
             state,
             holder,
             reg,
+            group: 0,
+            mask: 0,
             seq0: 0,
             slots: [0; JOURNAL_SLOTS],
             n: 0,
@@ -150,6 +165,9 @@ impl Ring {
             W_FILTERED => self.readers().get(idx).map(|e| &e.filtered),
             W_DROPPED => self.readers().get(idx).map(|e| &e.dropped),
             W_FAILED => self.readers().get(idx).map(|e| &e.failed),
+            W_GROUP_CONSUMED => self.state().groups.get(idx).map(|g| &g.consumed),
+            W_GROUP_LOST => self.state().groups.get(idx).map(|g| &g.lost),
+            W_GROUP_OVERWRITTEN => self.state().groups.get(idx).map(|g| &g.overwritten),
             _ => None,
         }
     }
@@ -169,6 +187,8 @@ impl Ring {
         j.new_state.store(plan.state, Ordering::Relaxed);
         j.new_holder.store(plan.holder, Ordering::Relaxed);
         j.reserved.store(plan.reg, Ordering::Relaxed);
+        j.group.store(plan.group, Ordering::Relaxed);
+        j.mask.store(plan.mask, Ordering::Relaxed);
         j.seq0.store(plan.seq0, Ordering::Relaxed);
         for (cell, &s) in j.slots.iter().zip(&plan.slots[..plan.n]) {
             cell.store(s, Ordering::Relaxed);
@@ -193,18 +213,31 @@ impl Ring {
     /// by a rebuild.
     fn apply_journal(&self, queue: bool) {
         let j = &self.state().journal;
-        let state = j.new_state.load(Ordering::Relaxed);
-        let holder = j.new_holder.load(Ordering::Relaxed);
-        let reg = j.reserved.load(Ordering::Relaxed);
+        let step = Step {
+            state: j.new_state.load(Ordering::Relaxed),
+            holder: j.new_holder.load(Ordering::Relaxed),
+            reg: j.reserved.load(Ordering::Relaxed),
+            group: (j.group.load(Ordering::Relaxed) as usize).min(MAX_GROUPS - 1),
+            mask: j.mask.load(Ordering::Relaxed),
+        };
         let seq0 = j.seq0.load(Ordering::Relaxed);
         let n = (j.n_slots.load(Ordering::Relaxed) as usize).min(JOURNAL_SLOTS);
-        for i in 0..n {
+        let mut freed = [false; JOURNAL_SLOTS];
+        for (i, f) in freed.iter_mut().enumerate().take(n) {
             if i == n / 2 {
                 point("apply.slots_half");
             }
             let s = j.slots[i].load(Ordering::Relaxed);
             let Ok(rec) = self.record(s) else { continue };
-            set_record(rec, state, holder, reg, seq0 + i as u64);
+            *f = set_record(rec, &step, seq0 + i as u64);
+            if step.state == STEP_RELEASE {
+                // The event is settled: its forwarding intent, if any, is over.
+                if let Some(e) = self.readers().get(step.reg as usize) {
+                    if e.fwd_slot.load(Ordering::Relaxed) == u64::from(s) + 1 {
+                        e.fwd_slot.store(0, Ordering::Relaxed);
+                    }
+                }
+            }
         }
         point("apply.slots");
         let nw = (j.n_words.load(Ordering::Relaxed) as usize).min(JOURNAL_WORDS);
@@ -215,14 +248,16 @@ impl Ring {
         }
         point("apply.words");
         if queue {
-            let q = match state {
-                SLOT_FILLED => Some(self.filled()),
-                SLOT_FREE => Some(self.empty()),
-                _ => None,
-            };
-            if let Some(q) = q {
-                for i in 0..n {
-                    q.push(j.slots[i].load(Ordering::Relaxed));
+            for (i, &f) in freed.iter().enumerate().take(n) {
+                let s = j.slots[i].load(Ordering::Relaxed);
+                if f {
+                    self.empty().push(s);
+                } else if step.state == SLOT_FILLED {
+                    for g in 0..self.group_capacity() {
+                        if step.mask & (1 << g) != 0 {
+                            self.filled_of(g).push(s);
+                        }
+                    }
                 }
             }
         }
@@ -246,23 +281,43 @@ impl Ring {
     }
 
     fn rebuild_queues(&self) {
-        let (empty, filled) = (self.empty(), self.filled());
+        let empty = self.empty();
         empty.clear();
-        filled.clear();
-        let mut committed: Vec<(u64, u32)> = Vec::new();
+        let groups = self.group_capacity();
+        for g in 0..groups {
+            self.filled_of(g).clear();
+        }
+        let mut committed: Vec<(u64, u32, u32)> = Vec::new();
         for (i, rec) in self.records().iter().enumerate() {
             match rec.state.load(Ordering::Relaxed) {
                 SLOT_FREE => {
                     empty.push(i as u32);
                 }
-                SLOT_FILLED => committed.push((rec.commit_seq.load(Ordering::Relaxed), i as u32)),
+                SLOT_FILLED => committed.push((
+                    rec.commit_seq.load(Ordering::Relaxed),
+                    i as u32,
+                    rec.pending.load(Ordering::Relaxed),
+                )),
                 _ => {}
             }
         }
         committed.sort_unstable();
-        for (_, s) in committed {
-            filled.push(s);
+        for (_, s, pending) in committed {
+            for g in 0..groups {
+                if pending & (1 << g) != 0 {
+                    self.filled_of(g).push(s);
+                }
+            }
         }
+        // The active mask follows the group entries (a registration may have died between
+        // its two stores).
+        let mut mask = 0u32;
+        for (g, e) in self.state().groups.iter().enumerate().take(groups) {
+            if e.word.load(Ordering::Relaxed) == GROUP_ACTIVE {
+                mask |= 1 << g;
+            }
+        }
+        self.state().active_groups.store(mask, Ordering::Relaxed);
     }
 
     // ----- writing -----
@@ -304,13 +359,19 @@ impl Ring {
             return Err(self.ended_msg());
         }
         let mut plan = Plan::new(SLOT_WRITING, me, NO_REG);
-        let mut overwritten = self.ctr(ctr::OVERWRITTEN);
+        let mut overwritten = 0u64;
+        let mut per_group = [0u64; MAX_GROUPS];
         while plan.n < out.len() && !plan.full() {
             if let Some(s) = self.empty().pop() {
                 plan.slot(s);
             } else if self.overwrite() {
-                let Some(s) = self.filled().pop() else { break };
+                let Some((s, mask)) = self.take_oldest_unread() else {
+                    break;
+                };
                 overwritten += 1;
+                for (g, c) in per_group.iter_mut().enumerate() {
+                    *c += u64::from(mask >> g & 1);
+                }
                 plan.slot(s);
             } else {
                 break;
@@ -319,7 +380,18 @@ impl Ring {
         if plan.n == 0 {
             return Ok(None);
         }
-        plan.set(ctr::OVERWRITTEN as u32, overwritten);
+        if overwritten > 0 {
+            plan.set(
+                ctr::OVERWRITTEN as u32,
+                self.ctr(ctr::OVERWRITTEN) + overwritten,
+            );
+            for (g, &c) in per_group.iter().enumerate() {
+                if c > 0 {
+                    let id = W_GROUP_OVERWRITTEN + g as u32;
+                    plan.set(id, self.word_value(id) + c);
+                }
+            }
+        }
         self.run(&lock, &plan);
         drop(lock);
         // SYNC POINT: the odd seqlock versions are visible before any byte of the slots
@@ -327,6 +399,32 @@ impl Ring {
         fence(Ordering::Release);
         out[..plan.n].copy_from_slice(&plan.slots[..plan.n]);
         Ok(Some(plan.n))
+    }
+
+    /// The oldest committed slot that no group is reading, taken out of every group queue
+    /// (an overwrite). Returns it with the groups that lose it. Lock held.
+    fn take_oldest_unread(&self) -> Option<(u32, u32)> {
+        let mut best: Option<(u64, u32)> = None;
+        for g in 0..self.group_capacity() {
+            if let Some(s) = self.filled_of(g).peek() {
+                let seq = self.record(s).ok()?.commit_seq.load(Ordering::Relaxed);
+                if best.is_none_or(|(b, _)| seq < b) {
+                    best = Some((seq, s));
+                }
+            }
+        }
+        let (_, s) = best?;
+        let rec = self.record(s).ok()?;
+        if rec.reading.load(Ordering::Relaxed) != 0 {
+            return None;
+        }
+        let mask = rec.pending.load(Ordering::Relaxed);
+        for g in 0..self.group_capacity() {
+            if mask & (1 << g) != 0 && self.filled_of(g).peek() == Some(s) {
+                self.filled_of(g).pop();
+            }
+        }
+        Some((s, mask))
     }
 
     fn held_by_me(&self, slot: u32, want: u32) -> Result<()> {
@@ -372,9 +470,12 @@ impl Ring {
             self.commit_chunk(chunk, stamp, reg)?;
         }
         fence(Ordering::SeqCst);
-        let filled = self.filled();
-        if filled.waker().waiters.load(Ordering::Relaxed) != 0 {
-            filled.notify();
+        let mask = st.active_groups.load(Ordering::Relaxed);
+        for g in 0..self.group_capacity() {
+            let filled = self.filled_of(g);
+            if mask & (1 << g) != 0 && filled.waker().waiters.load(Ordering::Relaxed) != 0 {
+                filled.notify();
+            }
         }
         if st.observe.waiters.load(Ordering::Relaxed) != 0 {
             wake(&st.observe, u32::MAX);
@@ -403,6 +504,11 @@ impl Ring {
         let committed = self.ctr(ctr::COMMITTED);
         let mut plan = Plan::new(SLOT_FILLED, 0, NO_REG);
         plan.seq0 = committed + 1;
+        plan.mask = st.active_groups.load(Ordering::Relaxed);
+        if plan.mask == 0 {
+            // No reader group exists to receive these events: they are lost, and counted.
+            plan.set(ctr::LOST_UNREAD as u32, self.ctr(ctr::LOST_UNREAD) + n);
+        }
         let mut dt_sum = 0.0;
         if let Some((deadtime, t_ns)) = stamp {
             let c0 = self.ctr(ctr::NEXT_COUNTER);
@@ -478,14 +584,21 @@ impl Ring {
 
     // ----- reading -----
 
-    /// True once the buffer has ended and every committed event has been taken.
+    /// True once the buffer has ended and group 0 has taken every committed event.
     #[must_use]
     pub fn end_reached(&self) -> bool {
-        self.state().end_state.load(Ordering::Acquire) != END_OPEN && self.filled().is_empty()
+        self.end_reached_for(0)
     }
 
-    /// Takes up to `out.len()` committed slots (oldest first) for reader registration `reg`,
-    /// waiting until at least one is there or `deadline`; `Ok(0)` at the end of the stream.
+    /// True once the buffer has ended and group `g` has taken every event meant for it.
+    #[must_use]
+    pub fn end_reached_for(&self, g: usize) -> bool {
+        self.state().end_state.load(Ordering::Acquire) != END_OPEN && self.filled_of(g).is_empty()
+    }
+
+    /// Takes up to `out.len()` committed slots (oldest first) for reader registration `reg`
+    /// of group `group`, waiting until at least one is there or `deadline`; `Ok(0)` at the end
+    /// of the stream.
     ///
     /// # Errors
     /// [`Error::Timeout`] when the deadline passes with nothing to read.
@@ -494,31 +607,35 @@ impl Ring {
         out: &mut [u32],
         deadline: Option<Instant>,
         reg: u32,
+        group: usize,
     ) -> Result<usize> {
-        if let Some(n) = self.try_acquire_read_many(out, reg) {
+        if let Some(n) = self.try_acquire_read_many(out, reg, group) {
             return Ok(n);
         }
-        wait_until(self.filled().waker(), deadline, || {
+        wait_until(self.filled_of(group).waker(), deadline, || {
             self.sweep_while_waiting();
-            self.try_acquire_read_many(out, reg)
+            self.try_acquire_read_many(out, reg, group)
         })
         .ok_or_else(|| Error::Timeout(format!("no event in buffer '{}' in time", self.name())))
     }
 
     /// Non-blocking [`Ring::acquire_read_many`]: `None` when nothing is there yet, `Some(0)` at
     /// the end of the stream.
-    pub fn try_acquire_read_many(&self, out: &mut [u32], reg: u32) -> Option<usize> {
+    pub fn try_acquire_read_many(&self, out: &mut [u32], reg: u32, group: usize) -> Option<usize> {
         if out.is_empty() {
             return Some(0);
         }
+        let group = group.min(self.group_capacity() - 1);
+        let filled = self.filled_of(group);
         let ended_before = self.state().end_state.load(Ordering::Acquire) != END_OPEN;
-        if self.filled().is_empty() && !ended_before {
+        if filled.is_empty() && !ended_before {
             return None;
         }
         let lock = self.locked();
-        let mut plan = Plan::new(SLOT_READING, pid(), reg);
+        let mut plan = Plan::new(STEP_READ, pid(), reg);
+        plan.group = group as u32;
         while plan.n < out.len() && !plan.full() {
-            match self.filled().pop() {
+            match filled.pop() {
                 Some(s) => plan.slot(s),
                 None => break,
             }
@@ -533,30 +650,55 @@ impl Ring {
         Some(plan.n)
     }
 
-    /// Gives read slots back to the writers, counting them for reader registration `reg` as
+    fn read_by_me(&self, slot: u32, group: usize) -> Result<()> {
+        let rec = self.record(slot)?;
+        let bit = 1u32 << group.min(MAX_GROUPS - 1);
+        if rec.state.load(Ordering::Relaxed) != SLOT_FILLED
+            || rec.reading.load(Ordering::Relaxed) & bit == 0
+            || rec.group_holder[group.min(MAX_GROUPS - 1)].load(Ordering::Relaxed) != pid()
+        {
+            return Err(Error::SlotReleased(format!(
+                "slot {slot} of buffer '{}' is not held by this process any more (already \
+                 committed or released)",
+                self.name()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Gives read slots of group `group` back, counting them for reader registration `reg` as
     /// `how`.
     ///
     /// # Errors
     /// [`Error::SlotReleased`] for a slot this process does not hold.
-    pub fn release_many(&self, slots: &[u32], how: Disposition, reg: u32) -> Result<()> {
+    pub fn release_many(
+        &self,
+        slots: &[u32],
+        how: Disposition,
+        reg: u32,
+        group: usize,
+    ) -> Result<()> {
         for &s in slots {
-            self.held_by_me(s, SLOT_READING)?;
+            self.read_by_me(s, group)?;
         }
         for chunk in slots.chunks(JOURNAL_SLOTS) {
             let lock = self.locked();
-            let mut plan = Plan::new(SLOT_FREE, 0, NO_REG);
+            let mut plan = Plan::new(STEP_RELEASE, 0, reg);
+            plan.group = group as u32;
             for &s in chunk {
                 plan.slot(s);
             }
-            self.plan_consumed(&mut plan, chunk.len() as u64, how, reg);
+            self.plan_consumed(&mut plan, chunk.len() as u64, how, reg, group);
             self.run(&lock, &plan);
         }
         self.empty().notify();
         Ok(())
     }
 
-    fn plan_consumed(&self, plan: &mut Plan, n: u64, how: Disposition, reg: u32) {
+    fn plan_consumed(&self, plan: &mut Plan, n: u64, how: Disposition, reg: u32, group: usize) {
         plan.set(ctr::CONSUMED as u32, self.ctr(ctr::CONSUMED) + n);
+        let gid = W_GROUP_CONSUMED + group as u32;
+        plan.set(gid, self.word_value(gid) + n);
         if reg != NO_REG {
             plan.set(W_READER + reg, self.word_value(W_READER + reg) + n);
             let extra = match how {
@@ -571,33 +713,57 @@ impl Ring {
         }
     }
 
-    /// Records in read slot `slot` that its event is being forwarded: it counts as delivered
-    /// once writer registration `reg` of the buffer with instance id `ring_id` has committed
-    /// `commits` events. Call right before that commit.
+    /// Records in reader registration `reg` that its event in `slot` is being forwarded: it
+    /// counts as delivered once writer registration `fwd_reg` of the buffer with instance id
+    /// `ring_id` has committed `commits` events. Call right before that commit.
     ///
     /// # Errors
-    /// [`Error::SlotReleased`] for a slot this process does not hold.
-    pub fn mark_forward(&self, slot: u32, ring_id: u64, reg: u32, commits: u64) -> Result<()> {
-        self.held_by_me(slot, SLOT_READING)?;
-        let rec = self.record(slot)?;
-        rec.fwd_ring.store(ring_id, Ordering::Relaxed);
-        rec.fwd_reg.store(u64::from(reg), Ordering::Relaxed);
-        rec.fwd_commits.store(commits, Ordering::Relaxed);
+    /// [`Error::SlotReleased`] for a slot this process does not hold;
+    /// [`Error::InvalidArgument`] without a reader registration.
+    pub fn mark_forward(
+        &self,
+        slot: u32,
+        reg: u32,
+        group: usize,
+        ring_id: u64,
+        fwd_reg: u32,
+        commits: u64,
+    ) -> Result<()> {
+        self.read_by_me(slot, group)?;
+        let e = self
+            .readers()
+            .get(reg as usize)
+            .ok_or_else(|| Error::InvalidArgument("reader without a registration".into()))?;
+        e.fwd_slot.store(0, Ordering::Relaxed);
+        e.fwd_ring.store(ring_id, Ordering::Relaxed);
+        e.fwd_reg.store(u64::from(fwd_reg), Ordering::Relaxed);
+        e.fwd_commits.store(commits, Ordering::Relaxed);
         point("forward.intent");
-        // SYNC POINT: Release orders the intent's fields before its flag for the reclaimer.
-        rec.intent.store(INTENT_FORWARD, Ordering::Release);
+        // SYNC POINT: Release orders the intent's fields before its slot for the reclaimer.
+        e.fwd_slot.store(u64::from(slot) + 1, Ordering::Release);
         Ok(())
     }
 
-    /// Counts every event still waiting in the buffer as lost ("unread at shutdown") and frees
-    /// its slot. For a buffer that nobody will read any more. Returns how many.
+    /// Counts every event still waiting in the buffer as lost ("unread at shutdown", for
+    /// each group that had not read it) and frees its slot. For a buffer that nobody will read
+    /// any more. Returns how many event-group pairs were discarded.
     pub fn discard_unread(&self) -> u64 {
+        let total = (0..self.group_capacity())
+            .map(|g| self.unpend_group(g))
+            .sum();
+        self.empty().notify_all();
+        total
+    }
+
+    /// Takes every event out of group `g`'s queue, counted as lost for it. Returns how many.
+    fn unpend_group(&self, g: usize) -> u64 {
         let mut total = 0;
         loop {
             let lock = self.locked();
-            let mut plan = Plan::new(SLOT_FREE, 0, NO_REG);
+            let mut plan = Plan::new(STEP_UNPEND, 0, NO_REG);
+            plan.group = g as u32;
             while !plan.full() {
-                match self.filled().pop() {
+                match self.filled_of(g).pop() {
                     Some(s) => plan.slot(s),
                     None => break,
                 }
@@ -605,15 +771,34 @@ impl Ring {
             if plan.n == 0 {
                 break;
             }
-            total += plan.n as u64;
-            plan.set(
-                ctr::LOST_UNREAD as u32,
-                self.ctr(ctr::LOST_UNREAD) + plan.n as u64,
-            );
+            let n = plan.n as u64;
+            total += n;
+            plan.set(ctr::LOST_UNREAD as u32, self.ctr(ctr::LOST_UNREAD) + n);
+            let gid = W_GROUP_LOST + g as u32;
+            plan.set(gid, self.word_value(gid) + n);
             self.run(&lock, &plan);
         }
-        self.empty().notify_all();
         total
+    }
+
+    /// Ends reader group `g` (its worker has ended for good): it receives no more events, and
+    /// the events it has not taken yet stop holding the buffer back (counted as lost for it).
+    /// Returns how many.
+    pub fn end_group(&self, g: usize) -> u64 {
+        let Some(e) = self.state().groups.get(g) else {
+            return 0;
+        };
+        {
+            let _lock = self.locked();
+            if e.word.load(Ordering::Relaxed) == GROUP_ACTIVE {
+                e.word.store(crate::layout::GROUP_ENDED, Ordering::Relaxed);
+            }
+            let mask = self.state().active_groups.load(Ordering::Relaxed) & !(1u32 << g);
+            self.state().active_groups.store(mask, Ordering::Relaxed);
+        }
+        let n = self.unpend_group(g);
+        self.empty().notify_all();
+        n
     }
 
     // ----- recovery -----
@@ -627,36 +812,46 @@ impl Ring {
             return (0, 0);
         }
         for (i, rec) in self.records().iter().enumerate() {
-            if rec.holder.load(Ordering::Relaxed) != dead {
+            let state = rec.state.load(Ordering::Relaxed);
+            if state == SLOT_WRITING && rec.holder.load(Ordering::Relaxed) == dead {
+                writing += 1;
+                let mut plan = Plan::new(SLOT_FREE, 0, NO_REG);
+                plan.slot(i as u32);
+                plan.set(
+                    ctr::ABORTED_WRITES as u32,
+                    self.ctr(ctr::ABORTED_WRITES) + 1,
+                );
+                point("reclaim.slot");
+                self.run(lock, &plan);
                 continue;
             }
-            let state = rec.state.load(Ordering::Relaxed);
-            let mut plan = Plan::new(SLOT_FREE, 0, NO_REG);
-            plan.slot(i as u32);
-            match state {
-                SLOT_WRITING => {
-                    writing += 1;
-                    plan.set(
-                        ctr::ABORTED_WRITES as u32,
-                        self.ctr(ctr::ABORTED_WRITES) + 1,
-                    );
-                }
-                SLOT_READING => {
-                    let reg = rec.reserved.load(Ordering::Relaxed) as u32;
-                    if Self::forward_delivered(rec) {
-                        self.plan_consumed(&mut plan, 1, Disposition::Consumed, reg);
-                    } else {
-                        lost += 1;
-                        plan.set(
-                            ctr::LOST_READER_CRASHED as u32,
-                            self.ctr(ctr::LOST_READER_CRASHED) + 1,
-                        );
-                    }
-                }
-                _ => continue,
+            if state != SLOT_FILLED {
+                continue;
             }
-            point("reclaim.slot");
-            self.run(lock, &plan);
+            for g in 0..self.group_capacity() {
+                if rec.reading.load(Ordering::Relaxed) & (1 << g) == 0
+                    || rec.group_holder[g].load(Ordering::Relaxed) != dead
+                {
+                    continue;
+                }
+                let reg = rec.group_reg[g].load(Ordering::Relaxed);
+                let mut plan = Plan::new(STEP_RELEASE, 0, reg);
+                plan.group = g as u32;
+                plan.slot(i as u32);
+                if self.forward_delivered(reg, i as u32) {
+                    self.plan_consumed(&mut plan, 1, Disposition::Consumed, reg, g);
+                } else {
+                    lost += 1;
+                    plan.set(
+                        ctr::LOST_READER_CRASHED as u32,
+                        self.ctr(ctr::LOST_READER_CRASHED) + 1,
+                    );
+                    let gid = W_GROUP_LOST + g as u32;
+                    plan.set(gid, self.word_value(gid) + 1);
+                }
+                point("reclaim.slot");
+                self.run(lock, &plan);
+            }
         }
         if writing + lost > 0 {
             self.empty().notify_all();
@@ -673,14 +868,13 @@ impl Ring {
     pub(crate) fn settle_forward_targets(&self, dead: u32) {
         let own = self.instance_id()[0];
         let mut ids: Vec<u64> = self
-            .records()
+            .readers()
             .iter()
-            .filter(|r| {
-                r.holder.load(Ordering::Relaxed) == dead
-                    && r.state.load(Ordering::Relaxed) == SLOT_READING
-                    && r.intent.load(Ordering::Acquire) == INTENT_FORWARD
+            .filter(|e| {
+                e.word.load(Ordering::Relaxed) >> 32 == u64::from(dead)
+                    && e.fwd_slot.load(Ordering::Acquire) != 0
             })
-            .map(|r| r.fwd_ring.load(Ordering::Relaxed))
+            .map(|e| e.fwd_ring.load(Ordering::Relaxed))
             .filter(|&id| id != own)
             .collect();
         ids.sort_unstable();
@@ -692,14 +886,19 @@ impl Ring {
         }
     }
 
-    fn forward_delivered(rec: &SlotRecord) -> bool {
-        if rec.intent.load(Ordering::Acquire) != INTENT_FORWARD {
+    /// Whether reader registration `reg` recorded that its event in `slot` was being forwarded
+    /// and the downstream commit happened.
+    fn forward_delivered(&self, reg: u32, slot: u32) -> bool {
+        let Some(e) = self.readers().get(reg as usize) else {
+            return false;
+        };
+        if e.fwd_slot.load(Ordering::Acquire) != u64::from(slot) + 1 {
             return false;
         }
-        let ring_id = rec.fwd_ring.load(Ordering::Relaxed);
-        let reg = rec.fwd_reg.load(Ordering::Relaxed);
-        let need = rec.fwd_commits.load(Ordering::Relaxed);
-        crate::registry::writer_commits(ring_id, reg).is_some_and(|c| c >= need)
+        let ring_id = e.fwd_ring.load(Ordering::Relaxed);
+        let fwd_reg = e.fwd_reg.load(Ordering::Relaxed);
+        let need = e.fwd_commits.load(Ordering::Relaxed);
+        crate::registry::writer_commits(ring_id, fwd_reg).is_some_and(|c| c >= need)
     }
 
     /// Called by waiting endpoints: every [`SWEEP_EVERY`], when no live supervisor watches the
@@ -725,45 +924,95 @@ impl Ring {
     }
 }
 
-/// Sets one slot record to the state a journal gives it (idempotent).
-fn set_record(rec: &SlotRecord, state: u32, holder: u32, reg: u32, seq: u64) {
+/// The slot change of one journalled step.
+struct Step {
+    state: u32,
+    holder: u32,
+    reg: u32,
+    group: usize,
+    mask: u32,
+}
+
+/// Sets one slot record to the state a journal step gives it (idempotent). Returns true when
+/// the slot became free (no group needs it any more).
+fn set_record(rec: &SlotRecord, step: &Step, seq: u64) -> bool {
     let odd = rec.version.load(Ordering::Relaxed) % 2 == 1;
-    match state {
+    let bit = 1u32 << step.group;
+    let free = |rec: &SlotRecord| {
+        if rec.version.load(Ordering::Relaxed) % 2 == 1 {
+            rec.version.fetch_add(1, Ordering::Release);
+        }
+        rec.pending.store(0, Ordering::Relaxed);
+        rec.reading.store(0, Ordering::Relaxed);
+        rec.holders.store(0, Ordering::Relaxed);
+        rec.state.store(SLOT_FREE, Ordering::Relaxed);
+        rec.holder.store(0, Ordering::Relaxed);
+        true
+    };
+    match step.state {
         SLOT_WRITING => {
-            rec.holder.store(holder, Ordering::Relaxed);
+            rec.holder.store(step.holder, Ordering::Relaxed);
+            rec.pending.store(0, Ordering::Relaxed);
+            rec.reading.store(0, Ordering::Relaxed);
             rec.holders.store(1, Ordering::Relaxed);
-            rec.intent.store(INTENT_NONE, Ordering::Relaxed);
             if !odd {
                 // Seqlock: odd while the slot is being filled.
                 rec.version.fetch_add(1, Ordering::Relaxed);
             }
             rec.state.store(SLOT_WRITING, Ordering::Relaxed);
+            false
         }
         SLOT_FILLED => {
+            if step.mask == 0 {
+                return free(rec);
+            }
             rec.commit_seq.store(seq, Ordering::Relaxed);
+            rec.pending.store(step.mask, Ordering::Relaxed);
+            rec.reading.store(0, Ordering::Relaxed);
+            rec.holders.store(step.mask.count_ones(), Ordering::Relaxed);
             if odd {
                 // SYNC POINT: even version (Release) marks the slot stable for observers.
                 rec.version.fetch_add(1, Ordering::Release);
             }
             rec.state.store(SLOT_FILLED, Ordering::Relaxed);
             rec.holder.store(0, Ordering::Relaxed);
-            rec.holders.store(0, Ordering::Relaxed);
+            false
         }
-        SLOT_READING => {
-            rec.holder.store(holder, Ordering::Relaxed);
-            rec.holders.store(1, Ordering::Relaxed);
-            rec.reserved.store(u64::from(reg), Ordering::Relaxed);
-            rec.intent.store(INTENT_NONE, Ordering::Relaxed);
-            rec.state.store(SLOT_READING, Ordering::Relaxed);
+        STEP_READ => {
+            rec.group_holder[step.group].store(step.holder, Ordering::Relaxed);
+            rec.group_reg[step.group].store(step.reg, Ordering::Relaxed);
+            rec.reading
+                .store(rec.reading.load(Ordering::Relaxed) | bit, Ordering::Relaxed);
+            rec.pending.store(
+                rec.pending.load(Ordering::Relaxed) & !bit,
+                Ordering::Relaxed,
+            );
+            false
         }
-        _ => {
-            if odd {
-                rec.version.fetch_add(1, Ordering::Release);
+        STEP_RELEASE | STEP_UNPEND => {
+            if rec.state.load(Ordering::Relaxed) != SLOT_FILLED {
+                return false; // replayed after the slot was already freed
             }
-            rec.state.store(SLOT_FREE, Ordering::Relaxed);
-            rec.holder.store(0, Ordering::Relaxed);
-            rec.holders.store(0, Ordering::Relaxed);
-            rec.intent.store(INTENT_NONE, Ordering::Relaxed);
+            if step.state == STEP_RELEASE {
+                rec.reading.store(
+                    rec.reading.load(Ordering::Relaxed) & !bit,
+                    Ordering::Relaxed,
+                );
+                rec.group_holder[step.group].store(0, Ordering::Relaxed);
+            } else {
+                rec.pending.store(
+                    rec.pending.load(Ordering::Relaxed) & !bit,
+                    Ordering::Relaxed,
+                );
+            }
+            let left = rec.pending.load(Ordering::Relaxed) | rec.reading.load(Ordering::Relaxed);
+            rec.holders.store(left.count_ones(), Ordering::Relaxed);
+            if left == 0 {
+                free(rec)
+            } else {
+                false
+            }
         }
+        _ => free(rec),
     }
 }

@@ -74,7 +74,7 @@ impl Ring {
     pub fn try_acquire_read(&self) -> Result<Option<Option<u32>>> {
         let mut one = [0u32];
         Ok(self
-            .try_acquire_read_many(&mut one, NO_REG)
+            .try_acquire_read_many(&mut one, NO_REG, 0)
             .map(|n| (n == 1).then_some(one[0])))
     }
 
@@ -84,7 +84,7 @@ impl Ring {
     /// [`crate::Error::Timeout`].
     pub fn acquire_read(&self, deadline: Option<Instant>) -> Result<Option<u32>> {
         let mut one = [0u32];
-        let n = self.acquire_read_many(&mut one, deadline, NO_REG)?;
+        let n = self.acquire_read_many(&mut one, deadline, NO_REG, 0)?;
         Ok((n == 1).then_some(one[0]))
     }
 
@@ -93,6 +93,6 @@ impl Ring {
     /// # Errors
     /// As [`Ring::release_many`].
     pub fn release(&self, slot: u32) -> Result<()> {
-        self.release_many(&[slot], Disposition::Consumed, NO_REG)
+        self.release_many(&[slot], Disposition::Consumed, NO_REG, 0)
     }
 }

@@ -186,6 +186,7 @@ fn child_main(role: &str) -> Result<(), String> {
                 &mut two,
                 Some(Instant::now() + Duration::from_secs(10)),
                 NO_REG,
+                0,
             )
             .map_err(|e| s(&e))?;
             return Err("the victim did not die".into());

@@ -215,17 +215,18 @@ pub struct Reader {
 impl Reader {
     /// `buffer` is a `_core.Buffer`, or a `mimoBuffer` (then `with` yields its slot views).
     #[new]
-    #[pyo3(signature = (buffer, timeout=None, *_args, **_kwargs))]
+    #[pyo3(signature = (buffer, timeout=None, group=None, *_args, **_kwargs))]
     fn new(
         buffer: &Bound<'_, PyAny>,
         timeout: Option<f64>,
+        group: Option<&str>,
         _args: &Bound<'_, PyTuple>,
         _kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Reader> {
         let (core, views) = resolve(buffer)?;
         self::timeout(timeout)?;
         Ok(Reader {
-            inner: handles::Reader::new(core),
+            inner: handles::Reader::with_group(core, group)?,
             views,
             timeout,
         })
@@ -261,6 +262,12 @@ impl Reader {
     #[getter]
     fn timeout(&self) -> Option<f64> {
         self.timeout
+    }
+
+    /// Index of this reader's group.
+    #[getter]
+    fn group_index(&self) -> usize {
+        self.inner.group()
     }
 
     /// Gives the held slot back.

@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::buffer::SlotMemory;
+use crate::layout::{DELIVERY_COMPETE, DELIVERY_EVERY_GROUP};
 use crate::metadata::METADATA_SIZE;
 use crate::ring::Ring;
 
@@ -20,7 +21,7 @@ pub struct Buffer {
 impl Buffer {
     /// Creates a new buffer region.
     #[staticmethod]
-    #[pyo3(signature = (name, slot_count, data_size, dtype, overwrite=false))]
+    #[pyo3(signature = (name, slot_count, data_size, dtype, overwrite=false, delivery="compete"))]
     fn create(
         py: Python<'_>,
         name: &str,
@@ -28,8 +29,20 @@ impl Buffer {
         data_size: u64,
         dtype: &str,
         overwrite: bool,
+        delivery: &str,
     ) -> PyResult<Buffer> {
-        let ring = py.detach(|| Ring::create(name, slot_count, data_size, dtype, overwrite))?;
+        let delivery = match delivery {
+            "compete" => DELIVERY_COMPETE,
+            "every_worker" => DELIVERY_EVERY_GROUP,
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "buffer '{name}': delivery must be 'compete' or 'every_worker', got {other:?}"
+                )))
+            }
+        };
+        let ring = py.detach(|| {
+            Ring::create_with(name, slot_count, data_size, dtype, overwrite, delivery)
+        })?;
         Ok(Buffer {
             ring: Arc::new(ring),
         })
@@ -134,6 +147,45 @@ impl Buffer {
     /// Process ids holding slots or active registrations.
     fn holders(&self) -> Vec<u32> {
         self.ring.holders()
+    }
+    /// `"compete"` or `"every_worker"`.
+    #[getter]
+    fn delivery(&self) -> &'static str {
+        if self.ring.every_group() {
+            "every_worker"
+        } else {
+            "compete"
+        }
+    }
+    /// Index of reader group `name` (None: the default group), registering it if new.
+    #[pyo3(signature = (name=None))]
+    fn group_index(&self, name: Option<&str>) -> PyResult<usize> {
+        Ok(self.ring.group_index(name)?)
+    }
+    /// Ends reader group `name` (its worker ended for good); returns the events it had not
+    /// taken (counted as lost for it).
+    fn end_group(&self, name: &str) -> PyResult<u64> {
+        let g = self.ring.group_index(Some(name))?;
+        Ok(self.ring.end_group(g))
+    }
+    /// Per-group statistics: dicts with `index`, `name`, `active`, `backlog`, `consumed`,
+    /// `lost`, `overwritten`.
+    fn groups<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        self.ring
+            .group_stats()
+            .into_iter()
+            .map(|g| {
+                let d = PyDict::new(py);
+                d.set_item("index", g.index)?;
+                d.set_item("name", g.name)?;
+                d.set_item("active", g.active)?;
+                d.set_item("backlog", g.backlog)?;
+                d.set_item("consumed", g.consumed)?;
+                d.set_item("lost", g.lost)?;
+                d.set_item("overwritten", g.overwritten)?;
+                Ok(d)
+            })
+            .collect()
     }
     /// Counts every event still waiting as lost (unread at shutdown); returns how many.
     fn discard_unread(&self) -> u64 {
