@@ -100,6 +100,37 @@ def worker_ledger(
     return out
 
 
+def apply_worker_notes(workers: Mapping[str, dict[str, Any]], run_dir: Path) -> None:
+    """Adds what workers noted about their own losses (``ledger_notes/*.json`` in the run dir).
+
+    A note (written by e.g. ``network.sender``) names its ``worker`` and may hold
+    ``relabel_dropped`` (events already counted as dropped, by reason: moved from
+    ``sink_ended``), ``dropped`` (events not counted yet, by reason), ``explain`` (text of each
+    reason) and ``network`` (shown as the worker's ``network`` entry).
+    """
+    for path in sorted(Path(run_dir, "ledger_notes").glob("*.json")):
+        try:
+            note = json.loads(path.read_text())
+            w = workers.get(note.get("worker"))
+        except (OSError, ValueError, AttributeError, TypeError):
+            continue
+        if w is None:
+            continue
+        reasons = w["dropped_by_reason"]
+        for why, n in (note.get("relabel_dropped") or {}).items():
+            n = min(int(n), reasons["sink_ended"])
+            if n > 0:
+                reasons["sink_ended"] -= n
+                reasons[why] = reasons.get(why, 0) + n
+        for why, n in (note.get("dropped") or {}).items():
+            if int(n) > 0:
+                w["dropped"] += int(n)
+                reasons[why] = reasons.get(why, 0) + int(n)
+        w.setdefault("explain", {}).update(note.get("explain") or {})
+        if "network" in note:
+            w.setdefault("network", []).append(note["network"])
+
+
 def run_summary(
     buffers: Mapping[str, dict[str, Any]], workers: Mapping[str, dict[str, Any]]
 ) -> dict[str, Any]:
@@ -120,7 +151,8 @@ def run_summary(
     for name, w in workers.items():
         for why, n in w["dropped_by_reason"].items():
             if n:
-                reasons.append(f"{n} event(s) dropped by worker '{name}': {explain[why]}")
+                text = explain.get(why) or w.get("explain", {}).get(why) or why.replace("_", " ")
+                reasons.append(f"{n} event(s) dropped by worker '{name}': {text}")
     return {
         "exit_status": 1 if failed or events_lost else 0,
         "events_lost": events_lost,
