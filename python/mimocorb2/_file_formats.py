@@ -100,11 +100,14 @@ _KINDS = {"hdf5": "biufcS", "parquet": "biufS", "root": "biufS"}
 _CHUNK_BYTES = 1 << 20
 """Target size of one HDF5 chunk."""
 
-_CHUNK_CACHE_BYTES = 16 << 20
+_CHUNK_CACHE_BYTES = 4 << 20
 """HDF5 chunk cache per dataset."""
 
 GROUP_BYTES = 64 << 20
 """Events collected before a Parquet row group or a ROOT basket is written (besides flushes)."""
+
+_HDF5_WRITE_BYTES = 1 << 20
+"""Batches smaller than this are collected and handed to HDF5 together (per-call overhead)."""
 
 _HDF5_LIBVER = ("v110", "v110")
 """HDF5 file format: SWMR needs 1.10; files stay readable by HDF5 1.10 and newer."""
@@ -331,6 +334,25 @@ def _batch(
     return metadata, data
 
 
+def _contiguous(a: np.ndarray) -> np.ndarray:
+    """``a`` as a C-contiguous array (a copy unless it is one).
+
+    The events of a ``read_batch`` are rows of a record array: each row is contiguous, the
+    rows are not. numpy copies such structured arrays element by element; they are copied
+    row by row as bytes here instead (several times faster for large events).
+    """
+    if a.flags.c_contiguous:
+        return a
+    rows = a.reshape(len(a), -1) if a.ndim == 1 else a
+    if a.dtype.names and rows.ndim == 2 and rows.strides[1] in (a.dtype.itemsize, 0):
+        try:
+            raw = np.ascontiguousarray(rows.view(np.uint8))
+        except ValueError:  # a layout numpy cannot view as bytes
+            return np.ascontiguousarray(a)
+        return raw.view(a.dtype).reshape(a.shape)
+    return np.ascontiguousarray(a)
+
+
 class _Writer:
     """Common part of the writers: layout, event count, context manager."""
 
@@ -397,9 +419,10 @@ class Hdf5Writer(_Writer):
     The file is written in SWMR mode: other processes read it while it grows with
     ``h5py.File(path, "r", swmr=True)`` (call ``dataset.refresh()`` to see new events; the
     complete events are the first ``len(metadata)``). :meth:`write` hands each batch to the
-    HDF5 library, :meth:`flush` puts everything on the file (readers see it, and a crash
-    keeps it). A file whose writer died opens with ``swmr=True``; :func:`recover_hdf5` makes
-    it a plain file again. :meth:`close` leaves a plain HDF5 file.
+    HDF5 library (small batches collected into blocks of 1 MiB first), :meth:`flush` puts
+    everything on the file (readers see it, and a crash keeps it). A file whose writer died
+    opens with ``swmr=True``; :func:`recover_hdf5` makes it a plain file again. :meth:`close`
+    leaves a plain HDF5 file.
 
     Args:
         path: The file; created, never overwritten (``FileExistsError`` if it exists).
@@ -477,33 +500,84 @@ class Hdf5Writer(_Writer):
         except BaseException:
             self._file.close()
             raise
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._pending_bytes = 0
+        self._written = 0
+        self._scratch = np.empty(0, np.uint8)
 
     def write(self, metadata: Any, data: Any) -> None:
-        """Appends ``k`` events (data first, then their metadata)."""
+        """Appends ``k`` events; small batches are collected and handed over in 1 MiB blocks."""
         if self._closed:
             raise ValueError(f"{self.path}: the writer is closed")
         metadata, data = _batch(metadata, data, self.data_dtype, self.data_length, self.path)
         k = len(data)
         if not k:
             return
-        n = self.count
+        self.count += k
+        if not self._pending and data.nbytes >= _HDF5_WRITE_BYTES:
+            self._append(_contiguous(metadata), self._staged(data))
+            return
+        self._pending.append((_copy(metadata), _copy(data)))
+        self._pending_bytes += data.nbytes + metadata.nbytes
+        if self._pending_bytes >= _HDF5_WRITE_BYTES:
+            self._write_pending()
+
+    def _staged(self, data: np.ndarray) -> np.ndarray:
+        """``data`` as a C-contiguous array, copied into a reused buffer if it is not one."""
+        if data.flags.c_contiguous:
+            return data
+        try:
+            raw = data.view(np.uint8)  # rows of a record array: each row is contiguous
+        except ValueError:
+            return np.ascontiguousarray(data)
+        if self._scratch.size < raw.size:
+            self._scratch = np.empty(raw.size, np.uint8)
+        out = self._scratch[: raw.size].reshape(raw.shape)
+        np.copyto(out, raw)
+        return out.view(data.dtype).reshape(data.shape)
+
+    def _write_pending(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        self._pending_bytes = 0
+        if len(pending) == 1:
+            self._append(*pending[0])
+        else:
+            self._append(
+                np.concatenate([m for m, _ in pending]), np.concatenate([d for _, d in pending])
+            )
+
+    def _append(self, metadata: np.ndarray, data: np.ndarray) -> None:
+        """Writes contiguous events to the datasets (data first, then their metadata)."""
+        n, k = self._written, len(data)
         self._data.resize(n + k, axis=0)
-        self._data.write_direct(np.ascontiguousarray(data), dest_sel=np.s_[n : n + k])
+        self._data.write_direct(data, dest_sel=np.s_[n : n + k])
         self._meta.resize(n + k, axis=0)
-        self._meta.write_direct(np.ascontiguousarray(metadata), dest_sel=np.s_[n : n + k])
-        self.count = n + k
+        self._meta.write_direct(metadata, dest_sel=np.s_[n : n + k])
+        self._written = n + k
 
     def flush(self) -> None:
         """Writes everything to the file: SWMR readers see it, and it survives a crash."""
         if not self._closed:
+            self._write_pending()
             self._file.flush()
 
     def close(self) -> None:
-        """Flushes and closes the file (it is then a plain HDF5 file)."""
+        """Writes what is pending and closes the file (it is then a plain HDF5 file)."""
         if self._closed:
             return
         self._closed = True
-        self._file.close()
+        try:
+            self._write_pending()
+        finally:
+            self._file.close()
+
+
+def _copy(a: np.ndarray) -> np.ndarray:
+    """A contiguous copy of ``a`` that the caller cannot change any more."""
+    out = _contiguous(a)
+    return out.copy() if out is a else out
 
 
 def _arrow_type(pa: ModuleType, dt: np.dtype) -> Any:
@@ -693,6 +767,14 @@ class ParquetWriter(_Writer):
                 self._close_part()
 
 
+def _gather(out: np.ndarray, parts: list[np.ndarray]) -> None:
+    """Copies ``parts`` one after the other into ``out`` (converting the byte order)."""
+    start = 0
+    for part in parts:
+        out[start : start + len(part)] = part
+        start += len(part)
+
+
 def _root_compression(uproot: ModuleType, name: str | None, level: int | None) -> Any:
     if name in (None, "none"):
         return None
@@ -797,25 +879,23 @@ class RootWriter(_Writer):
             self._write_baskets()
 
     def _write_baskets(self) -> None:
+        """Gathers each branch from the pending batches, big-endian (as ROOT stores it)."""
         if not self._pending:
             return
         pending, self._pending = self._pending, []
         self._pending_bytes = 0
-        if len(pending) == 1:
-            metadata, data = pending[0]
-        else:
-            metadata = np.concatenate([m for m, _ in pending])
-            data = np.concatenate([d for _, d in pending])
-        k = len(data)
-        branches: dict[str, np.ndarray] = {
-            n: np.ascontiguousarray(metadata[n]) for n in METADATA_DTYPE.names or ()
-        }
+        k = sum(len(d) for _, d in pending)
+        branches: dict[str, np.ndarray] = {}
+        for name in METADATA_DTYPE.names or ():
+            column = np.empty(k, METADATA_DTYPE[name].newbyteorder(">"))
+            _gather(column, [m[name] for m, _ in pending])
+            branches[name] = column
         for name, shape in self._shapes.items():
-            column = np.ascontiguousarray(data[name])
-            if column.dtype.kind == "S":
+            dt = self.data_dtype[name]
+            column = np.empty((k, self.data_length), dt if dt.kind == "S" else dt.newbyteorder(">"))
+            _gather(column, [d[name] for _, d in pending])
+            if dt.kind == "S":
                 column = column.view(np.uint8)
-            elif not column.dtype.isnative:
-                column = column.astype(column.dtype.newbyteorder("="))
             branches[name] = column.reshape((k, *shape))
         self._tree.extend(branches)
 
