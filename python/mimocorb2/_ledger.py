@@ -27,8 +27,15 @@ def worker_tags(worker_names: list[str]) -> dict[str, int]:
     return {name: i + 1 for i, name in enumerate(worker_names)}
 
 
-def buffer_ledger(stats: Mapping[str, Any]) -> dict[str, Any]:
-    """The ledger entry of one buffer from its ``_core`` statistics."""
+def buffer_ledger(
+    stats: Mapping[str, Any], groups: list[Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The ledger entry of one buffer from its ``_core`` statistics (and its reader groups).
+
+    With reader groups (``delivery: every_worker``) every event is consumed once per group:
+    ``consumed`` and ``lost`` are summed over the groups, and ``groups`` lists each group's
+    ``consumed``, ``lost``, ``overwritten`` and ``backlog``.
+    """
     crashed = int(stats.get("lost_reader_crashed", 0))
     unread = int(stats.get("lost_unread", 0))
     return {
@@ -41,6 +48,23 @@ def buffer_ledger(stats: Mapping[str, Any]) -> dict[str, Any]:
         "in_buffer": int(stats.get("filled_slots", 0)),
         "aborted_writes": int(stats.get("aborted_writes", 0)),
         "repairs": int(stats.get("repairs", 0)),
+        **_groups_entry(groups),
+    }
+
+
+def _groups_entry(groups: list[Mapping[str, Any]] | None) -> dict[str, Any]:
+    if not groups:
+        return {}
+    return {
+        "groups": {
+            str(g["name"]): {
+                "consumed": int(g["consumed"]),
+                "lost": int(g["lost"]),
+                "overwritten": int(g["overwritten"]),
+                "backlog": int(g["backlog"]),
+            }
+            for g in groups
+        }
     }
 
 
@@ -176,5 +200,6 @@ def chain_mismatch(summary: Mapping[str, Any], root: str, last_worker: str) -> i
     """
     committed = summary["buffers"][root]["committed"]
     filtered = sum(w["filtered_out"] for w in summary["workers"].values())
-    read = summary["workers"][last_worker]["read"]
+    last = summary["workers"][last_worker]
+    read = last["read"] - last["dropped"]  # its drops are in events_lost
     return committed - (read + filtered + summary["events_lost"])

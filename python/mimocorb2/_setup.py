@@ -54,7 +54,7 @@ DEFAULT_MAX_RESTARTS = 3
 RESTART_POLICIES = ("no", "on-failure")
 
 TOP_LEVEL_KEYS = ("Buffers", "Workers", "base_config", "target_directory", "Options")
-BUFFER_KEYS = ("slot_count", "data_length", "data_dtype", "overwrite")
+BUFFER_KEYS = ("slot_count", "data_length", "data_dtype", "overwrite", "delivery")
 WORKER_KEYS = (
     "function",
     "file",
@@ -116,6 +116,9 @@ class BufferSpec:
         data_length: Elements per slot.
         data_dtype: Structured dtype of one element.
         overwrite: The ``overwrite`` key (a mimoCoRB v1 leftover; False when absent).
+        delivery: ``compete`` (default: each event goes to one reading process) or
+            ``every_worker`` (every worker listing the buffer in ``sources`` receives every
+            event; the processes of one worker compete).
     """
 
     name: str
@@ -123,6 +126,7 @@ class BufferSpec:
     data_length: int
     data_dtype: np.dtype
     overwrite: bool
+    delivery: str = "compete"
 
 
 @dataclass(frozen=True)

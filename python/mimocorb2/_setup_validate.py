@@ -91,6 +91,10 @@ def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+# Reader groups a buffer with delivery every_worker can have (the core's MAX_GROUPS).
+MAX_GROUPS = 16
+
+
 class _Validator:
     """Collects every problem of one setup, then builds the :class:`Setup` or raises."""
 
@@ -162,6 +166,7 @@ class _Validator:
         if self.workers_ok:
             self.check_flow(workers_raw)
             self.check_writers(workers)
+            self.check_groups(buffers, workers)
 
         if self.errors or self.more_errors:
             raise self.fail()
@@ -306,9 +311,20 @@ class _Validator:
                 f"{where}, key 'overwrite'",
                 f"expected true or false, got {_got(overwrite)}",
             )
+        delivery = entry.get("delivery", "compete")
+        if delivery is None:
+            delivery = "compete"
+        if delivery not in ("compete", "every_worker"):
+            ok = False
+            self.error(
+                f"{where}, key 'delivery'",
+                f"expected 'compete' (each event goes to one reading process, the default) or "
+                f"'every_worker' (every worker reading the buffer gets every event), got "
+                f"{_got(delivery)}",
+            )
         if not ok or slot_count is None or data_length is None or dtype is None:
             return None
-        return BufferSpec(name, slot_count, data_length, dtype, overwrite)
+        return BufferSpec(name, slot_count, data_length, dtype, overwrite, str(delivery))
 
     def positive_int(
         self,
@@ -724,6 +740,22 @@ class _Validator:
                     where,
                     "no worker reads it; list it in a worker's 'sources' or 'observes' (e.g. "
                     "an 'exporters.drain' worker), or remove it",
+                )
+
+    def check_groups(
+        self, buffers: Mapping[str, BufferSpec], workers: Mapping[str, WorkerSpec]
+    ) -> None:
+        """A buffer with ``delivery: every_worker`` has at most MAX_GROUPS reading workers."""
+        for name, spec in buffers.items():
+            if spec.delivery != "every_worker":
+                continue
+            readers = [w for w, ws in workers.items() if name in ws.sources]
+            if len(readers) > MAX_GROUPS:
+                self.error(
+                    f"buffer {preview(name)}, key 'delivery'",
+                    f"{len(readers)} workers read it ({', '.join(readers)}), but a buffer with "
+                    f"'delivery: every_worker' delivers to at most {MAX_GROUPS} workers; "
+                    "split the readers over two buffers (e.g. with a misc.copy worker)",
                 )
 
     def check_writers(self, workers: Mapping[str, WorkerSpec]) -> None:

@@ -137,6 +137,7 @@ class Control:
         self._recent_deadtime = RecentDeadtime()
         self._tags = worker_tags(list(self.setup.workers))
         self._ended_pids: set[int] = set()
+        self._ended_groups: set[str] = set()
         self._prepare()
 
     @classmethod
@@ -162,9 +163,20 @@ class Control:
         self.buffers: dict[str, mimoBuffer] = {}
         for name, spec in self.setup.buffers.items():
             buf = mimoBuffer(
-                name, spec.slot_count, spec.data_length, spec.data_dtype, overwrite=spec.overwrite
+                name,
+                spec.slot_count,
+                spec.data_length,
+                spec.data_dtype,
+                overwrite=spec.overwrite,
+                delivery=spec.delivery,
             )
             buf.set_expected_writers(self.setup.writers_of(name))
+            if spec.delivery == "every_worker":
+                # One reader group per reading worker, before any event is written, so that
+                # every group receives every event.
+                for worker, wspec in self.setup.workers.items():
+                    if name in wspec.sources:
+                        buf._core.group_index(worker)
             self.buffers[name] = buf
         self.roots = self.setup.roots()
         self.supervisor = _core.Supervisor()
@@ -569,6 +581,25 @@ class Control:
             for sink in spec.sinks:
                 if sink in self.buffers:
                     self.buffers[sink]._core.writer_failed(p["pid"], self._tags[p["worker"]])
+        # A worker whose processes have all ended stops holding its reader groups back.
+        alive = {p["worker"] for p in self._procs if p["alive"]}
+        for worker, spec in self.setup.workers.items():
+            if worker in alive or worker in self._ended_groups:
+                continue
+            if not any(p["worker"] == worker for p in self._procs):
+                continue  # not started yet
+            self._ended_groups.add(worker)
+            for source in spec.sources:
+                buf = self.buffers.get(source)
+                if buf is not None and buf.delivery == "every_worker":
+                    lost = buf._core.end_group(worker)
+                    if lost:
+                        _log.warning(
+                            "worker '%s' ended with %d event(s) of buffer '%s' unread (lost)",
+                            worker,
+                            lost,
+                            source,
+                        )
 
     def _close_ledger(self) -> dict[str, Any]:
         """Counts what nobody will read any more as lost, writes ``run_summary.json``."""
@@ -577,7 +608,12 @@ class Control:
             buf.send_flush_event()
             if name in read:  # a buffer nobody reads (observed only) keeps its last events
                 buf._core.discard_unread()
-        buffers = {n: buffer_ledger(b._core.stats()) for n, b in self.buffers.items()}
+        buffers = {
+            n: buffer_ledger(
+                b._core.stats(), b._core.groups() if b.delivery == "every_worker" else None
+            )
+            for n, b in self.buffers.items()
+        }
         regs = {n: b._core.registrations() for n, b in self.buffers.items()}
         workers = worker_ledger(regs, self._tags, self._procs)
         apply_worker_notes(workers, self.run_dir)

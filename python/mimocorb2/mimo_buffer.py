@@ -42,6 +42,9 @@ import numpy as np
 
 from mimocorb2 import _core
 from mimocorb2._dtypes import METADATA_DTYPE, dtype_from_json, dtype_to_json, make_dtype
+from mimocorb2._limits import MAX_NAME_BYTES, MAX_SLOT_DATA_BYTES, MAX_SLOTS, check_timeout
+from mimocorb2._limits import preview as _preview
+from mimocorb2.exceptions import LayoutMismatchError
 
 __all__ = ["BufferObserver", "BufferReader", "BufferWriter", "Interface", "mimoBuffer"]
 
@@ -60,9 +63,16 @@ class mimoBuffer:  # noqa: N801 - name fixed by the spec
             ``(field, type)`` pairs or a numpy dtype.
         overwrite: When true and no slot is free, a writer reuses the slot of the oldest
             unread event instead of waiting; overwritten events are counted.
+        delivery: ``"compete"`` (default): each event goes to exactly one reader.
+            ``"every_worker"``: every reader group (see :class:`BufferReader`) receives every
+            event exactly once, zero-copy; the slowest group holds writers back (or, with
+            ``overwrite``, loses its oldest unread events, counted per group). At most 16
+            groups; a group receives the events committed after it was created.
 
     Raises:
-        ValueError: For an invalid geometry or dtype.
+        ValueError: For an invalid name, geometry or dtype, naming the buffer and the key:
+            ``slot_count`` from 1 to 2**20, ``data_length`` from 1 with at most 1 TiB of data
+            per slot, a name of 1 to 240 bytes without NUL.
         SharedMemoryError: When the memory cannot be reserved.
     """
 
@@ -78,17 +88,44 @@ class mimoBuffer:  # noqa: N801 - name fixed by the spec
         data_length: int,
         data_dtype: Any,
         overwrite: bool = False,
+        delivery: str = "compete",
     ) -> None:
         """Creates the buffer's shared memory."""
-        dtype = make_dtype(data_dtype, where=f"buffer '{name}': data_dtype")
-        for key, value in (("slot_count", slot_count), ("data_length", data_length)):
+        if delivery not in ("compete", "every_worker"):
+            raise ValueError(
+                f"buffer {name!r}: delivery must be 'compete' (each event goes to one reader) "
+                f"or 'every_worker' (every reader group gets every event), got {delivery!r}"
+            )
+        if (
+            not isinstance(name, str)
+            or not name
+            or "\0" in name
+            or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES
+        ):
+            raise ValueError(
+                f"buffer name {_preview(name)} must be a text of 1 to {MAX_NAME_BYTES} bytes "
+                "without NUL characters"
+            )
+        dtype = make_dtype(data_dtype, where=f"buffer {name!r}: data_dtype")
+        for key, value, limit in (
+            ("slot_count", slot_count, MAX_SLOTS),
+            ("data_length", data_length, MAX_SLOT_DATA_BYTES // dtype.itemsize),
+        ):
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 raise ValueError(
-                    f"buffer '{name}': {key} must be a positive integer, got {value!r}"
+                    f"buffer {name!r}: {key} must be a positive integer, got {_preview(value)}"
+                )
+            if value > limit:
+                what = "slots" if key == "slot_count" else "elements (1 TiB of data per slot)"
+                raise ValueError(
+                    f"buffer {name!r}: {key} {_preview(value)} is more than the limit of "
+                    f"{limit} {what}"
                 )
         data_size = int(data_length) * dtype.itemsize
         header = dtype_to_json(dtype)
-        core = _core.Buffer.create(str(name), int(slot_count), data_size, header, bool(overwrite))
+        core = _core.Buffer.create(
+            str(name), int(slot_count), data_size, header, bool(overwrite), delivery
+        )
         self._init_from_core(core, int(data_length), dtype)
 
     def _init_from_core(self, core: _core.Buffer, data_length: int, dtype: np.dtype) -> None:
@@ -126,6 +163,7 @@ class mimoBuffer:  # noqa: N801 - name fixed by the spec
             setup["data_length"],
             setup["data_dtype"],
             overwrite=bool(setup.get("overwrite", False)),
+            delivery=str(setup.get("delivery", "compete")),
         )
 
     # ----- pickling: re-attach in the receiving process -----
@@ -148,11 +186,15 @@ class mimoBuffer:  # noqa: N801 - name fixed by the spec
             return self._trash_views()
         views = self._views[slot]
         if views is None:
-            start = self._core.slots_offset + slot * self._core.slot_stride
-            meta = self._memory[start : start + 24].view(METADATA_DTYPE)
-            data = self._memory[start + 24 : start + self.slot_byte_size].view(self.data_dtype)
-            views = self._views[slot] = [meta, data]
+            views = self._views[slot] = self._new_views(slot)
         return views
+
+    def _new_views(self, slot: int) -> list[np.ndarray]:
+        """New ``[metadata, data]`` views of a slot (not cached)."""
+        start = self._core.slots_offset + slot * self._core.slot_stride
+        meta = self._memory[start : start + 24].view(METADATA_DTYPE)
+        data = self._memory[start + 24 : start + self.slot_byte_size].view(self.data_dtype)
+        return [meta, data]
 
     def _trash_views(self) -> list[np.ndarray]:
         if self._trash is None:
@@ -219,7 +261,13 @@ class mimoBuffer:  # noqa: N801 - name fixed by the spec
         s["empty_slots"] = s["empty_slots"] / n
         s["wait_deadtime"] = s["average_deadtime"]
         s["average_deadtime"] = s["mean_event_deadtime"]
+        s["groups"] = self._core.groups()
         return s
+
+    @property
+    def delivery(self) -> str:
+        """``"compete"`` or ``"every_worker"``."""
+        return self._core.delivery
 
     def __repr__(self) -> str:
         """Short description."""
@@ -232,8 +280,20 @@ class mimoBuffer:  # noqa: N801 - name fixed by the spec
 def _attach(pid: int, fd: int, instance: tuple[int, int], data_length: int) -> mimoBuffer:
     """Re-creates a :class:`mimoBuffer` handle in another process (unpickling)."""
     core = _core.Buffer.attach(pid, fd, list(instance))
+    dtype = dtype_from_json(core.dtype)
+    if (
+        isinstance(data_length, bool)
+        or not isinstance(data_length, int | np.integer)
+        or data_length < 1
+        or data_length * dtype.itemsize != core.data_size
+    ):
+        have = core.data_size // dtype.itemsize
+        raise LayoutMismatchError(
+            f"buffer {core.name!r}: attaching with data_length {_preview(data_length)}, but "
+            f"the buffer holds {have} elements of {dtype.itemsize} bytes per slot"
+        )
     buf = mimoBuffer.__new__(mimoBuffer)
-    buf._init_from_core(core, data_length, dtype_from_json(core.dtype))
+    buf._init_from_core(core, int(data_length), dtype)
     return buf
 
 
@@ -290,14 +350,63 @@ class BufferWriter(_core.Writer, Interface):
         timeout: Seconds to wait for a free slot (None: as long as it takes).
         stamp: Stamp the metadata on commit.
 
+    The ``[metadata, data]`` views are writable only inside the ``with`` block: a write
+    through them after the block (into an event already handed on) raises ``ValueError``.
+
     Raises:
+        ValueError: For a timeout that is not None or a number of seconds from 0 to 1e9.
         BufferEndedError: On entering the block after the buffer has ended.
         BufferTimeoutError: If no slot became free within ``timeout``.
     """
 
+    def __new__(
+        cls, buffer: mimoBuffer, timeout: float | None = None, stamp: bool = False
+    ) -> BufferWriter:
+        """Checks the arguments, then registers the writer (in the core)."""
+        if not isinstance(buffer, mimoBuffer):
+            raise TypeError(f"expected a mimoBuffer, got {type(buffer).__name__}")
+        timeout = check_timeout(timeout, f"BufferWriter of buffer {buffer.name!r}")
+        return super().__new__(cls, _WriterViews(buffer), timeout, bool(stamp))
+
     def __init__(self, buffer: mimoBuffer, timeout: float | None = None, stamp: bool = False):
         """Registers a writer with the buffer."""
         Interface.__init__(self, buffer)
+        self._open: list[np.ndarray] | None = None
+
+    def __enter__(self) -> list[np.ndarray]:
+        """Takes a free slot and returns its ``[metadata, data]`` views, writable until exit."""
+        views = _core.Writer.__enter__(self)
+        views[0].setflags(write=True)
+        views[1].setflags(write=True)
+        self._open = views
+        return views
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        """Makes the views read-only, then publishes the slot (or returns it on an error)."""
+        views = self._open
+        if views is not None:
+            self._open = None
+            views[0].setflags(write=False)
+            views[1].setflags(write=False)
+        return _core.Writer.__exit__(self, exc_type, exc, tb)
+
+    def acquire(self, timeout: float | None = None) -> int:
+        """Takes a free slot and returns its index (``TRASH`` while paused).
+
+        Args:
+            timeout: Seconds to wait (None: as long as it takes).
+
+        Raises:
+            ValueError: For a timeout that is not None or a number from 0 to 1e9.
+        """
+        if timeout is not None:
+            timeout = check_timeout(timeout, f"BufferWriter of buffer {self.name!r}")
+        return _core.Writer.acquire(self, timeout)
 
     def write_batch(
         self, data: np.ndarray, metadata: np.ndarray | None = None, timeout: float | None = None
@@ -313,21 +422,40 @@ class BufferWriter(_core.Writer, Interface):
 
         Returns:
             The number of events written (or discarded while paused): always ``k``.
+
+        Raises:
+            ValueError: For data or metadata of another shape or dtype (a structured array
+                with the same field names converts), or a bad timeout.
         """
         buf = self.buffer
-        data = np.ascontiguousarray(data, dtype=buf.data_dtype).reshape(-1, buf.data_length)
+        where = f"write_batch to buffer {buf.name!r}"
+        data = _batch_array(data, buf.data_dtype, "data", where)
+        if data.ndim == 1 and buf.data_length == 1:
+            data = data.reshape(-1, 1)
+        if data.ndim != 2 or data.shape[1] != buf.data_length:
+            raise ValueError(
+                f"{where}: data must have the shape (k, {buf.data_length})"
+                + (" or (k,)" if buf.data_length == 1 else "")
+                + f", got {data.shape}"
+            )
+        data = np.ascontiguousarray(data)
         k = len(data)
         if metadata is None:
             rows = data.view(np.uint8).reshape(k, -1)
             with_meta = False
         else:
+            metadata = _batch_array(metadata, METADATA_DTYPE, "metadata", where)
+            if metadata.shape != (k,):
+                raise ValueError(
+                    f"{where}: metadata must have the shape ({k},) for {k} events, got "
+                    f"{metadata.shape}"
+                )
             rec = np.empty(k, dtype=_record_dtype(buf))
-            rec["metadata"] = np.asarray(metadata, dtype=METADATA_DTYPE).reshape(k)
+            rec["metadata"] = metadata
             rec["data"] = data
             rows = rec.view(np.uint8).reshape(k, -1)
             with_meta = True
-        if timeout is None:
-            timeout = self.timeout
+        timeout = self.timeout if timeout is None else check_timeout(timeout, where)
         done = 0
         while done < k:
             done += _core.Writer.write_batch(
@@ -338,6 +466,49 @@ class BufferWriter(_core.Writer, Interface):
     def send_flush_event(self) -> None:
         """This writer is done. The buffer ends once all of its writers are done."""
         self.finish()
+
+
+def _batch_array(value: Any, dtype: np.dtype, what: str, where: str) -> np.ndarray:
+    """``value`` as an array of ``dtype``: the same dtype, or same field names that convert."""
+    if not isinstance(value, np.ndarray):
+        try:
+            return np.asarray(value, dtype=dtype)
+        except (TypeError, ValueError) as e:
+            raise ValueError(
+                f"{where}: {what} cannot be converted to {dtype} ({_preview(str(e), 100)})"
+            ) from None
+    if value.dtype == dtype:
+        return value
+    if value.dtype.names == dtype.names and np.can_cast(value.dtype, dtype, "same_kind"):
+        return value.astype(dtype)
+    raise ValueError(f"{where}: {what} must have the dtype {dtype}, got {value.dtype}")
+
+
+class _WriterViews:
+    """The slot views a :class:`BufferWriter` hands out: its own, read-only when created.
+
+    The Rust writer fetches a slot's views once from ``_slot_views`` and caches them; giving
+    each writer its own arrays lets it switch them writable on entering a ``with`` block and
+    read-only on leaving it without affecting readers of the same buffer in this process.
+    """
+
+    __slots__ = ("_buffer", "_core")
+
+    def __init__(self, buffer: mimoBuffer) -> None:
+        self._buffer = buffer
+        self._core = buffer._core
+
+    def _slot_views(self, slot: int) -> list[np.ndarray]:
+        buf = self._buffer
+        if slot == _TRASH:
+            raw = np.zeros(buf.slot_byte_size + 8, dtype=np.uint8)
+            data = raw[24 : buf.slot_byte_size].view(buf.data_dtype)
+            views = [raw[:24].view(METADATA_DTYPE), data]
+        else:
+            views = buf._new_views(slot)
+        for view in views:
+            view.setflags(write=False)
+        return views
 
 
 def _record_dtype(buf: mimoBuffer) -> np.dtype:
@@ -354,14 +525,44 @@ class BufferReader(_core.Reader, Interface):
     Args:
         buffer: The buffer to read from.
         timeout: Seconds to wait for an event (None: as long as it takes).
+        group: Reader group on a buffer with ``delivery="every_worker"``: every group receives
+            every event, the readers of one group compete. Readers without a group name form
+            one default group. Ignored on a competing buffer (all readers compete).
 
     Raises:
+        ValueError: For a timeout that is not None or a number of seconds from 0 to 1e9.
         BufferTimeoutError: If no event arrived within ``timeout``.
     """
 
-    def __init__(self, buffer: mimoBuffer, timeout: float | None = None) -> None:
-        """Creates a reader of ``buffer``."""
+    def __new__(
+        cls, buffer: mimoBuffer, timeout: float | None = None, group: str | None = None
+    ) -> BufferReader:
+        """Checks the arguments, then creates the reader (in the core)."""
+        if not isinstance(buffer, mimoBuffer):
+            raise TypeError(f"expected a mimoBuffer, got {type(buffer).__name__}")
+        timeout = check_timeout(timeout, f"BufferReader of buffer {buffer.name!r}")
+        if group is not None and not isinstance(group, str):
+            raise TypeError(f"group must be a name (str) or None, got {type(group).__name__}")
+        return super().__new__(cls, buffer, timeout, group)
+
+    def __init__(
+        self, buffer: mimoBuffer, timeout: float | None = None, group: str | None = None
+    ) -> None:
+        """Creates a reader of ``buffer`` (in reader group ``group``)."""
         Interface.__init__(self, buffer)
+
+    def acquire(self, timeout: float | None = None) -> int | None:
+        """Takes the next event's slot; returns its index, or None at the end of the stream.
+
+        Args:
+            timeout: Seconds to wait (None: as long as it takes).
+
+        Raises:
+            ValueError: For a timeout that is not None or a number from 0 to 1e9.
+        """
+        if timeout is not None:
+            timeout = check_timeout(timeout, f"BufferReader of buffer {self.name!r}")
+        return _core.Reader.acquire(self, timeout)
 
     def read_batch(
         self, max_events: int, timeout: float | None = None
@@ -375,14 +576,24 @@ class BufferReader(_core.Reader, Interface):
         Returns:
             ``(metadata, data)`` with shapes ``(k,)`` and ``(k, data_length)``, ``k ≥ 1``;
             ``(None, None)`` at the end of the stream.
+
+        Raises:
+            ValueError: For ``max_events`` that is not a whole number >= 1, or a bad timeout.
         """
-        if int(max_events) < 1:
-            raise ValueError(f"read_batch: max_events must be >= 1, got {max_events}")
+        where = f"read_batch of buffer {self.name!r}"
+        if (
+            isinstance(max_events, bool)
+            or not isinstance(max_events, int | np.integer)
+            or max_events < 1
+        ):
+            raise ValueError(
+                f"{where}: max_events must be a whole number >= 1, got {_preview(max_events)}"
+            )
         buf = self.buffer
-        out = np.empty(int(max_events), dtype=_record_dtype(buf))
-        if timeout is None:
-            timeout = self.timeout
-        k = _core.Reader.read_batch(self, out.view(np.uint8), int(max_events), timeout)
+        n = min(int(max_events), buf.slot_count)  # one hand-off never holds more
+        out = np.empty(n, dtype=_record_dtype(buf))
+        timeout = self.timeout if timeout is None else check_timeout(timeout, where)
+        k = _core.Reader.read_batch(self, out.view(np.uint8), n, timeout)
         if k == 0:
             return None, None
         return out["metadata"][:k], out["data"][:k]
@@ -400,15 +611,16 @@ class BufferObserver(Interface):
         timeout: Seconds to wait for a new event (None: as long as it takes).
 
     Raises:
+        ValueError: For a timeout that is not None or a number of seconds from 0 to 1e9.
         BufferTimeoutError: If no new event arrived within ``timeout``.
     """
 
     def __init__(self, buffer: mimoBuffer, timeout: float | None = None) -> None:
         """Creates an observer with its private copy of one event."""
         super().__init__(buffer)
+        self._timeout = check_timeout(timeout, f"BufferObserver of buffer {buffer.name!r}")
         self._o = _core.Observer(buffer)
         self._core = buffer._core
-        self._timeout = timeout
         self._copy = np.zeros(buffer.slot_byte_size, dtype=np.uint8)
         self._views = [
             self._copy[:24].view(METADATA_DTYPE),

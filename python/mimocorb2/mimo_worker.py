@@ -188,8 +188,11 @@ class BufferIO:
             "sinks": _endpoints(self.name, "sinks", sinks, BufferWriter),
             "observes": _endpoints(self.name, "observes", observes, BufferObserver),
         }
+        # On a buffer with delivery every_worker, the worker is one reader group (named after
+        # it): it receives every event, and its processes compete for them.
         self.read: list[BufferReader] = [
-            e if isinstance(e, BufferReader) else BufferReader(e) for e in given["sources"]
+            e if isinstance(e, BufferReader) else BufferReader(e, group=self.name)
+            for e in given["sources"]
         ]
         self.observe: list[BufferObserver] = [
             e if isinstance(e, BufferObserver) else BufferObserver(e) for e in given["observes"]
