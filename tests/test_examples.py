@@ -4,6 +4,7 @@ outputs; the spectroscopy setup switches to a real RedPitaya by changing one lin
 import csv
 import importlib
 import importlib.util
+import json
 import re
 from pathlib import Path
 
@@ -117,7 +118,12 @@ def test_muon(tmp_path):
     up, down = c["PulseParametersUp"], c["PulseParametersDown"]
     assert c["InputBuffer"] == n
     assert c["AcceptedPulses"] == up + down
-    assert (c["CsvUp"], c["CsvDown"]) == (up, down)  # histogram exporters pass everything on
+    assert "CsvUp" not in c  # reader groups instead of pass-through copies
+    summary = json.loads((run_dir / "run_summary.json").read_text())
+    for buffer, count in (("PulseParametersUp", up), ("PulseParametersDown", down)):
+        groups = summary["buffers"][buffer]["groups"]
+        assert set(groups) == {f"histogram_{buffer[15:].lower()}", f"csv_{buffer[15:].lower()}"}
+        assert all(g["consumed"] == count and g["lost"] == 0 for g in groups.values())
     # 15 % stop in the copper, 5 % in the floor (half of those decays seen): ~17 % accepted
     assert 0.10 * n < up + down < 0.25 * n
     assert 0.3 * down < up and 0.3 * up < down

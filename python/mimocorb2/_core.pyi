@@ -1,8 +1,24 @@
 """Type stubs of the native module ``mimocorb2._core`` (written by hand)."""
 
-from typing import Any
+from typing import Any, final
 
 from numpy.typing import NDArray
+from typing_extensions import disjoint_base
+
+__all__ = [
+    "LAYOUT_VERSION",
+    "METADATA_SIZE",
+    "TRASH",
+    "Buffer",
+    "Observer",
+    "Reader",
+    "SlotMemory",
+    "Supervisor",
+    "Writer",
+    "__version__",
+    "_after_fork",
+    "die_with_parent",
+]
 
 __version__: str
 LAYOUT_VERSION: int
@@ -10,15 +26,22 @@ METADATA_SIZE: int
 TRASH: int
 
 def _after_fork() -> None: ...
+def die_with_parent(expected_parent: int) -> bool: ...
 
+@final
 class SlotMemory:
     def __len__(self) -> int: ...
-    def __buffer__(self, flags: int, /) -> memoryview: ...
 
+@final
 class Buffer:
     @staticmethod
     def create(
-        name: str, slot_count: int, data_size: int, dtype: str, overwrite: bool = False
+        name: str,
+        slot_count: int,
+        data_size: int,
+        dtype: str,
+        overwrite: bool = False,
+        delivery: str = "compete",
     ) -> Buffer: ...
     @staticmethod
     def attach(pid: int, fd: int, instance: list[int] | tuple[int, int]) -> Buffer: ...
@@ -60,8 +83,14 @@ class Buffer:
     @property
     def end_reached(self) -> bool: ...
     def registrations(self) -> list[dict[str, Any]]: ...
+    @property
+    def delivery(self) -> str: ...
+    def group_index(self, name: str | None = None) -> int: ...
+    def end_group(self, name: str) -> int: ...
+    def groups(self) -> list[dict[str, Any]]: ...
     def stats(self) -> dict[str, Any]: ...
 
+@disjoint_base
 class Writer:
     def __new__(
         cls,
@@ -79,6 +108,12 @@ class Writer:
     def finish(self) -> bool: ...
     @property
     def held(self) -> int | None: ...
+    @property
+    def timeout(self) -> float | None: ...
+    @property
+    def stamp(self) -> bool: ...
+    @stamp.setter
+    def stamp(self, stamp: bool) -> None: ...
     def write_batch(
         self,
         src: NDArray[Any],
@@ -88,10 +123,20 @@ class Writer:
         timeout: float | None = None,
     ) -> int: ...
 
+@disjoint_base
 class Reader:
     def __new__(
-        cls, buffer: Any, timeout: float | None = None, *args: Any, **kwargs: Any
+        cls,
+        buffer: Any,
+        timeout: float | None = None,
+        group: str | None = None,
+        *args: Any,
+        **kwargs: Any,
     ) -> Reader: ...
+    @property
+    def group_index(self) -> int: ...
+    @property
+    def timeout(self) -> float | None: ...
     def __enter__(self) -> Any: ...
     def __exit__(self, *args: Any) -> bool: ...
     def acquire(self, timeout: float | None = None) -> int | None: ...
@@ -100,6 +145,26 @@ class Reader:
     def mark_forward(self, writer: Writer) -> None: ...
     def read_batch(self, dst: NDArray[Any], max: int, timeout: float | None = None) -> int: ...
 
+@final
 class Observer:
     def __new__(cls, buffer: Any) -> Observer: ...
     def observe(self, dst: NDArray[Any], timeout: float | None = None) -> bool: ...
+
+@final
+class Supervisor:
+    def __new__(cls) -> Supervisor: ...
+    def watch(self, buffer: Buffer) -> None: ...
+    def spawn(
+        self,
+        name: str,
+        worker: str,
+        program: str,
+        args: list[str],
+        log_path: str,
+        env: list[tuple[str, str]] = ...,
+        max_restarts: int = 0,
+    ) -> int: ...
+    def poll(self) -> list[dict[str, Any]]: ...
+    def drain_lines(self, max: int = 10000) -> tuple[list[Any], int]: ...
+    def signal(self, signal: str, names: list[str] | None = None) -> int: ...
+    def terminate(self, names: list[str] | None = None, grace: float = 2.0) -> None: ...
