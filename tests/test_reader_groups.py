@@ -107,6 +107,9 @@ def test_python_api_groups_across_processes() -> None:
     merged = sorted(v for r in results for v in r)
     assert merged == sorted(list(range(500)) * 2)
     assert list(range(500)) in results, "the one-reader group got every event in order"
+    groups = buf.get_stats()["groups"]
+    assert groups["hist"] == {"backlog": 0, "consumed": 500, "lost": 0, "overwritten": 0}
+    assert groups["csv"]["consumed"] == 500
 
 
 def test_competing_buffer_ignores_group_names() -> None:
@@ -119,6 +122,7 @@ def test_competing_buffer_ignores_group_names() -> None:
     with w as (_, data):
         data["x"] = 2
     w.send_flush_event()
+    assert "groups" not in buf.get_stats()
     with a as (_, d1), b as (_, d2):
         assert {int(d1["x"][0]), int(d2["x"][0])} == {1, 2}
     with a as (_, d):

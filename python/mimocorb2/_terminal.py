@@ -114,7 +114,8 @@ def stats_table(stats: dict[str, Any], roots: list[str], processes: dict[str, in
                 f"{100 * float(b['average_deadtime']):.1f}",
                 str(int(b.get("lost", 0))),
                 str(int(b.get("paused_count", 0))),
-                "ended" if b["flush_event_received"] else ("paused" if b["paused"] else "running"),
+                ("ended" if b["flush_event_received"] else ("paused" if b["paused"] else "running"))
+                + _group_backlog(b),
             ]
         )
     worker_rows = []
@@ -383,3 +384,11 @@ class Terminal:
         else:
             self._write(f"mimocorb2: unknown command {cmd!r}; type 'help'")
         sys.stdout.flush()
+
+
+def _group_backlog(b: dict[str, Any]) -> str:
+    """Per reader group backlog of a buffer with ``delivery: every_worker`` (else empty)."""
+    groups = b.get("groups") or {}
+    if not groups:
+        return ""
+    return " (backlog " + ", ".join(f"{n} {int(g['backlog'])}" for n, g in groups.items()) + ")"

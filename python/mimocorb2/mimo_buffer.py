@@ -261,7 +261,11 @@ class mimoBuffer:  # noqa: N801 - name fixed by the spec
         s["empty_slots"] = s["empty_slots"] / n
         s["wait_deadtime"] = s["average_deadtime"]
         s["average_deadtime"] = s["mean_event_deadtime"]
-        s["groups"] = self._core.groups()
+        if self._core.delivery == "every_worker":
+            s["groups"] = {
+                g["name"]: {k: g[k] for k in ("backlog", "consumed", "lost", "overwritten")}
+                for g in self._core.groups()
+            }
         return s
 
     @property

@@ -249,9 +249,17 @@ class FillPlot(pg.PlotWidget):
                 if s.get("flush_event_received")
                 else ("paused" if s.get("paused") else f"{float(s.get('rate', 0.0)):.0f} Hz")
             )
-            self.texts[i].setText(f"{state}, {f:.0f}% filled")
+            self.texts[i].setText(f"{state}, {f:.0f}% filled{group_backlog(s)}")
         filled_a, in_use_a = np.array(filled), np.array(in_use)
         self.bars["filled"].setOpts(x0=np.zeros(len(filled)), width=filled_a)
         self.bars["in_use"].setOpts(x0=filled_a, width=in_use_a)
         self.bars["empty"].setOpts(x0=filled_a + in_use_a, width=np.array(empty))
         self.ended_bars.setOpts(width=np.array(ended))
+
+
+def group_backlog(buffer_stats: dict[str, Any]) -> str:
+    """``"; backlog hist 3, csv 0"`` for a buffer with reader groups, else ``""``."""
+    groups = buffer_stats.get("groups") or {}
+    if not groups:
+        return ""
+    return "; backlog " + ", ".join(f"{n} {int(g['backlog'])}" for n, g in groups.items())
