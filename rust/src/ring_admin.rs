@@ -436,13 +436,23 @@ impl Ring {
     /// Process ids currently holding slots, registrations or the ring lock (for the
     /// supervisor's liveness checks). The lock holder counts: a process that died inside a
     /// step may hold nothing else yet (an unregistered reader that has only popped tokens).
+    /// Readers of a committed slot are named by its per-group holders (its `holder` is the
+    /// writer's only).
     #[must_use]
     pub fn holders(&self) -> Vec<u32> {
         let lock = self.state().lock.load(Ordering::Relaxed) & !crate::plock::SLEEPERS;
+        let groups = self.group_capacity();
         let mut v: Vec<u32> = self
             .records()
             .iter()
-            .map(|r| r.holder.load(Ordering::Relaxed))
+            .flat_map(|r| {
+                let reading = r.reading.load(Ordering::Relaxed);
+                std::iter::once(r.holder.load(Ordering::Relaxed)).chain(
+                    (0..groups)
+                        .filter(move |g| reading & (1 << g) != 0)
+                        .map(|g| r.group_holder[g].load(Ordering::Relaxed)),
+                )
+            })
             .chain(std::iter::once(lock))
             .chain(self.writers().iter().chain(self.readers()).filter_map(|e| {
                 let w = e.word.load(Ordering::Relaxed);
@@ -572,7 +582,15 @@ impl Ring {
             holder: r.holder.load(Ordering::Relaxed),
             commit_seq: r.commit_seq.load(Ordering::Relaxed),
             intent: 0,
+            pending,
+            reading,
+            group_holders: [0; MAX_GROUPS],
         };
+        for (g, h) in view.group_holders.iter_mut().enumerate() {
+            if reading & (1 << g) != 0 {
+                *h = r.group_holder[g].load(Ordering::Relaxed);
+            }
+        }
         if state == SLOT_FILLED && pending == 0 && reading != 0 {
             let g = reading.trailing_zeros() as usize;
             view.state = SLOT_READING;

@@ -61,6 +61,12 @@ pub struct SlotView {
     pub commit_seq: u64,
     /// Forwarding intent (`INTENT_*`).
     pub intent: u32,
+    /// Committed slot: groups that have not taken the event yet (bit per group).
+    pub pending: u32,
+    /// Committed slot: groups whose reader holds the event (bit per group).
+    pub reading: u32,
+    /// Committed slot: the reader pid of each group in `reading` (0 for the others).
+    pub group_holders: [u32; crate::layout::MAX_GROUPS],
 }
 
 /// The state of the slot protocol at one moment, for consistency checks (tests, diagnostics).
