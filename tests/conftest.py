@@ -12,6 +12,8 @@ import pytest
 
 # Qt windows of plotting workers and the GUI render offscreen in tests (no display needed).
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# No run report (matplotlib, a few seconds per run) except in test_report.py, which turns it on.
+os.environ.setdefault("MIMOCORB2_REPORT", "0")
 
 SHM_DIR = "/dev/shm"
 SHM_PREFIXES = ("mimocorb2", "psm_")

@@ -9,7 +9,8 @@ Usage: ``python examples/muon/analyze.py [RUN_DIRECTORY]`` (default: the newest 
 - prints the asymmetry (N_up - N_down) / (N_up + N_down) in bins of the decay time: with
   polarised muons in a magnetic field it oscillates with the spin precession frequency.
 
-Only numpy and PyYAML are needed.
+Only numpy and PyYAML are needed. :func:`lifetime_figure` is the setup's report hook: the
+run report (``report/`` in the run directory) shows the lifetime fit with τ and its error.
 """
 
 from __future__ import annotations
@@ -109,6 +110,68 @@ def analyze(run_dir: Path) -> dict[str, float]:
     print(f"muon lifetime: {tau:.2f} ± {error:.2f} µs (background fraction {background:.2f})")
     print(asymmetry_table(up, down, t_max))
     return {"up": up.size, "down": down.size, "lifetime": tau, "error": error}
+
+
+def lifetime_figure(run_dir: Path, figure) -> str:
+    """Report hook (``Options: report_hooks`` in spin_setup.yaml): the lifetime fit as a figure.
+
+    Draws the decay times of both directions with the fitted exponential plus flat background
+    and the lifetime with its uncertainty, into ``report/lifetime.png`` and ``.pdf``.
+
+    Args:
+        run_dir: The run directory.
+        figure: The report's figure factory: ``figure(name, caption=...)`` returns a new
+            matplotlib figure.
+
+    Returns:
+        The analysis as text (shown under the figure in ``report/index.html``).
+    """
+    up = read_decay_times(run_dir / "PulseParametersUp.csv")
+    down = read_decay_times(run_dir / "PulseParametersDown.csv")
+    t_max = time_window(run_dir)
+    t = np.concatenate([up, down])
+    tau, error, background = fit_lifetime(t, T_MIN_US, t_max)
+    inside = t[(t >= T_MIN_US) & (t <= t_max)]
+    edges = np.linspace(T_MIN_US, t_max, 41)
+    counts, _ = np.histogram(inside, edges)
+    width = edges[1] - edges[0]
+    x = np.linspace(T_MIN_US, t_max, 300)
+    norm = tau * (np.exp(-T_MIN_US / tau) - np.exp(-t_max / tau))
+    density = (1 - background) * np.exp(-x / tau) / norm + background / (t_max - T_MIN_US)
+    fit_text = f"τ = {tau:.2f} ± {error:.2f} µs"
+
+    fig = figure(
+        "lifetime",
+        caption=f"Muon lifetime: unbinned maximum-likelihood fit of {inside.size} decays "
+        f"in {T_MIN_US} .. {t_max:.2f} µs, exponential plus flat background: {fit_text}.",
+    )
+    ax = fig.subplots()
+    centers = 0.5 * (edges[:-1] + edges[1:])
+    ax.errorbar(
+        centers,
+        counts,
+        yerr=np.sqrt(np.maximum(counts, 1)),
+        fmt="o",
+        ms=3,
+        color="k",
+        label=f"decays ({up.size} up, {down.size} down)",
+    )
+    ax.plot(
+        x,
+        inside.size * width * density,
+        color="C3",
+        label=f"fit: {fit_text}, background {background:.0%}",
+    )
+    ax.set_yscale("log")
+    ax.set_xlabel("decay time / µs")
+    ax.set_ylabel(f"decays per {width:.2f} µs")
+    ax.set_title(f"Muon lifetime: {fit_text}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return (
+        f"muon lifetime: {fit_text} (background fraction {background:.2f}, "
+        f"{inside.size} decays)\n{asymmetry_table(up, down, t_max)}"
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -1,7 +1,8 @@
 """Command line: ``mimocorb2 SETUP [-c MODE]`` runs an experiment from a setup file.
 
 ``mimocorb2 convert IN.mimo OUT.{h5,parquet,root,csv}`` and ``mimocorb2 recover FILE.h5`` are
-the file tools of :mod:`mimocorb2._convert_cli`.
+the file tools of :mod:`mimocorb2._convert_cli`; ``mimocorb2 report RUN_DIR`` makes a run's
+report again (:mod:`mimocorb2._report`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         from mimocorb2._convert_cli import main as file_tools
 
         return file_tools(args_in)
+    if args_in and args_in[0] == "report":  # the run report again (mimocorb2._report)
+        from mimocorb2._report import main as report
+
+        return report(args_in[1:])
     parser = argparse.ArgumentParser(
         prog="mimocorb2",
         description="Run a mimocorb2 data-acquisition setup (buffers and workers from YAML).",

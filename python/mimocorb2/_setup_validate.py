@@ -199,6 +199,10 @@ class _Validator:
                 f"keys are {', '.join(TOP_LEVEL_KEYS)}, and keys ending in '_template' for "
                 "YAML anchors",
             )
+        from mimocorb2._report import options_problems  # Options: report, report_hooks
+
+        for where, problem in options_problems(setup.get("Options"), self.setup_dir):
+            self.error(where, problem)
 
     def load_config(self, value: Any, where: str) -> dict[str, Any] | None:
         try:

@@ -433,6 +433,9 @@ class Control:
             terminal.summary(final_stats)
             try:
                 self._report(summary)
+                from mimocorb2._report import report_after_run  # report/: never raises
+
+                report_after_run(self.run_dir, self.setup)
                 self._gui_finish(final_stats)
             finally:
                 if self._gui is not None:
