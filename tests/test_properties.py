@@ -2,7 +2,8 @@
 
 Hypothesis generates setup documents and YAML texts, ``.mimo`` headers and buffer API
 arguments. For each, the code under test either works or raises the documented exception
-(:class:`SetupValidationError` / :class:`YamlError`, :class:`MimoFileError`, ``ValueError``)
+(:class:`SetupValidationError` / :class:`YamlError`, :class:`MimoFileError`, ``ValueError``
+and for valid arguments :class:`BufferTimeoutError` or :class:`SharedMemoryError`)
 with a short message, within a time bound and with a bounded memory peak (tracemalloc).
 
 The runs are derandomized (the same examples in every run, no example database) and sized so
@@ -15,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import struct
 import time
 import tracemalloc
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,13 +34,15 @@ from mimocorb2._dtypes import METADATA_DTYPE
 from mimocorb2._mimo_header import new_header
 from mimocorb2._setup import parse_setup
 from mimocorb2._yaml_load import YamlError, load_yaml_text
-from mimocorb2.exceptions import SetupValidationError
+from mimocorb2.exceptions import BufferTimeoutError, SetupValidationError, SharedMemoryError
+from mimocorb2.mimo_buffer import BufferObserver, BufferReader, BufferWriter, mimoBuffer
 from mimocorb2.mimo_file import MAGIC, MimoFileError, MimoReader
 
 # MIMOCORB2_PROPERTY_EXAMPLES=5000 runs a longer, randomized search (not derandomized).
 DEEP_SEARCH = os.environ.get("MIMOCORB2_PROPERTY_EXAMPLES")
 EXAMPLES = int(DEEP_SEARCH or 100)
 SECONDS = 5.0  # per example, generous for a loaded machine; typical examples take milliseconds
+HANG_SECONDS = 20.0  # an example still running then is interrupted
 PEAK_BYTES = 50 * 1024 * 1024
 
 PROPERTY = settings(
@@ -49,19 +54,38 @@ PROPERTY = settings(
 )
 
 
+class HangError(Exception):
+    """An example did not finish within HANG_SECONDS."""
+
+
+def _hang(signum: int, frame: Any) -> None:
+    raise HangError(f"no answer within {HANG_SECONDS} s: the call hangs")
+
+
 @contextlib.contextmanager
 def bounded(seconds: float = SECONDS, peak: int = PEAK_BYTES) -> Iterator[None]:
-    """Fails if the block takes longer than ``seconds`` or allocates more than ``peak``."""
+    """Fails if the block takes longer than ``seconds`` or allocates more than ``peak``.
+
+    A block still running after HANG_SECONDS is interrupted (SIGALRM) with HangError, in
+    every run of the example: hypothesis replays a failing example while shrinking, and
+    pytest-timeout's single alarm would leave such a replay hanging.
+    """
     tracing = tracemalloc.is_tracing()
     if not tracing:
         tracemalloc.start()
     tracemalloc.reset_peak()
     base = tracemalloc.get_traced_memory()[0]
+    old_handler = signal.signal(signal.SIGALRM, _hang)
+    old_delay, old_interval = signal.setitimer(signal.ITIMER_REAL, HANG_SECONDS)
     start = time.perf_counter()
     try:
         yield
     finally:
         elapsed = time.perf_counter() - start
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old_handler)
+        if old_delay:  # pytest-timeout's alarm, less the time spent here
+            signal.setitimer(signal.ITIMER_REAL, max(old_delay - elapsed, 0.001), old_interval)
         used = tracemalloc.get_traced_memory()[1] - base
         if not tracing:
             tracemalloc.stop()
@@ -332,3 +356,136 @@ def test_mimo_headers(raw: bytes, tmp_path_factory: pytest.TempPathFactory) -> N
                 assert metadata.dtype == METADATA_DTYPE
         except MimoFileError as e:
             check_message(e, limit=2000)
+
+
+# ---- buffer API arguments --------------------------------------------------------------------
+
+GEOMETRY = st.one_of(
+    st.integers(-2, 64),
+    BIG_INTS,
+    st.floats(allow_nan=True),
+    st.sampled_from([True, None, "8", 2**1000]),
+)
+TIMEOUTS = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(),
+    BIG_INTS,
+    st.sampled_from([1e9, 1e9 + 1, 1e19, 1e20, -0.0, "1", True]),
+)
+
+
+@PROPERTY
+@given(
+    name=st.one_of(st.text(max_size=250), st.sampled_from(["", "a\0b", "x" * 241])),
+    slot_count=GEOMETRY,
+    data_length=GEOMETRY,
+    data_dtype=st.one_of(
+        st.dictionaries(st.text(min_size=1, max_size=5), DTYPE_NAMES, min_size=1, max_size=3),
+        VALUES,
+    ),
+)
+def test_buffer_geometry(name: Any, slot_count: Any, data_length: Any, data_dtype: Any) -> None:
+    with bounded():
+        try:
+            buf = mimoBuffer(name, slot_count, data_length, data_dtype)
+        except SharedMemoryError as e:  # a valid geometry larger than the free memory
+            check_message(e, limit=1000)
+        except ValueError as e:
+            check_message(e, limit=1000)
+        else:
+            assert buf.slot_count == slot_count and buf.data_length == data_length
+            buf.send_flush_event()
+
+
+@pytest.fixture(scope="module")
+def small_buffer() -> Iterator[mimoBuffer]:
+    buf = mimoBuffer(f"prop_{uuid.uuid4().hex[:8]}", 4, 3, {"x": "f4", "y": "i2"})
+    yield buf
+    buf.send_flush_event()
+
+
+@PROPERTY
+@given(timeout=TIMEOUTS, which=st.integers(0, 6))
+def test_buffer_timeouts(small_buffer: mimoBuffer, timeout: Any, which: int) -> None:
+    buf = small_buffer
+    valid = timeout is None or (
+        (isinstance(timeout, int | float) and not isinstance(timeout, bool)) and 0 <= timeout <= 1e9
+    )
+    with bounded():
+        try:
+            if which == 0:
+                BufferWriter(buf, timeout=timeout)
+            elif which == 1:
+                BufferReader(buf, timeout=timeout)
+            elif which == 2:
+                BufferObserver(buf, timeout=timeout)
+            elif valid and (timeout is None or timeout > 0.01):
+                return  # a call that could wait: nothing to check beyond the constructors
+            elif which == 3:
+                BufferReader(buf).read_batch(1, timeout)
+            elif which == 4:
+                BufferWriter(buf).write_batch(np.zeros((0, 3), buf.data_dtype), timeout=timeout)
+            elif which == 5:
+                BufferReader(buf).acquire(timeout)
+            else:
+                writer = BufferWriter(buf)
+                if writer.acquire(timeout) is not None:
+                    writer.abort()
+        except BufferTimeoutError:
+            assert valid
+        except ValueError as e:
+            assert not valid, e
+            check_message(e, limit=500)
+        else:
+            assert valid
+
+
+@PROPERTY
+@given(
+    shape=st.lists(st.integers(0, 7), max_size=3).map(tuple),
+    dtype=st.sampled_from(
+        [
+            np.dtype([("x", "<f4"), ("y", "<i2")]),
+            np.dtype([("x", "<f8"), ("y", "<i4")]),
+            np.dtype([("y", "<i2"), ("x", "<f4")]),
+            np.dtype([("x", "<f4")]),
+            np.dtype("<f4"),
+            np.dtype("u1"),
+            np.dtype([("x", "S2"), ("y", "<i2")]),
+        ]
+    ),
+    with_metadata=st.booleans(),
+    metadata_len=st.integers(0, 8),
+)
+def test_write_batch_arguments(
+    small_buffer: mimoBuffer,
+    shape: tuple[int, ...],
+    dtype: Any,
+    with_metadata: bool,
+    metadata_len: int,
+) -> None:
+    buf = small_buffer
+    data = np.zeros(shape, dtype)
+    metadata = np.zeros(metadata_len, METADATA_DTYPE) if with_metadata else None
+    writer = BufferWriter(buf, timeout=0)
+    reader = BufferReader(buf, timeout=0)
+    with bounded():
+        try:
+            n = writer.write_batch(data, metadata)
+        except ValueError as e:
+            check_message(e, limit=500)
+            return
+        except BufferTimeoutError:
+            n = -1  # more events than free slots and nobody reading: fine
+        finally:
+            while True:  # empty the buffer for the next example
+                try:
+                    if reader.read_batch(16, 0)[0] is None:
+                        break
+                except BufferTimeoutError:
+                    break
+    if n >= 0:
+        assert len(shape) == 2 and shape[1] == 3 and n == shape[0]
+        assert dtype.names == ("x", "y")
+        assert metadata is None or metadata_len == n
