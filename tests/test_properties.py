@@ -156,7 +156,9 @@ def buffer_entries(draw: st.DrawFn) -> Any:
 def worker_entries(draw: st.DrawFn, buffers: list[Any]) -> Any:
     buffer_names = st.sampled_from(buffers) if buffers else NAMES
     entry: dict[Any, Any] = {
-        "function": draw(maybe(st.sampled_from(["exporters.drain", "nope.nothing", "x"]))),
+        "function": draw(
+            maybe(st.sampled_from(["exporters.drain", "nope.nothing", "x", "a." + "b" * 5000]))
+        ),
         "sources": draw(maybe(st.lists(buffer_names, max_size=2))),
     }
     for key, strategy in (

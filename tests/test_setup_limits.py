@@ -359,6 +359,13 @@ def test_dtype_description_too_long_for_the_core(tmp_path: Path) -> None:
     one_problem(setup, tmp_path, "key 'data_dtype'", "limit of 8192")
 
 
+def test_over_long_function_name(tmp_path: Path) -> None:
+    setup = base()
+    setup["Workers"]["gen"]["function"] = "exporters." + "d" * 100_000
+    problem = one_problem(setup, tmp_path, "key 'function'", "limit of 200")
+    assert len(problem) < 400
+
+
 # ---- names ---------------------------------------------------------------------------------
 
 

@@ -54,6 +54,8 @@ def _is_int(value: Any) -> bool:
 
 MAX_ERRORS = 100
 """Most problems listed in one SetupValidationError; the rest are counted."""
+MAX_FUNCTION_NAME = 200
+"""Longest ``function`` value (a dotted Python name)."""
 MAX_FIELDS = 1000
 """Most fields of a data_dtype (their description must fit MAX_DTYPE_JSON bytes anyway)."""
 
@@ -509,6 +511,14 @@ class _Validator:
             self.error(
                 f"{where}, key 'function'",
                 f"expected a function name, got {_got(function)}",
+            )
+            function = None
+        elif len(function) > MAX_FUNCTION_NAME:
+            self.error(
+                f"{where}, key 'function'",
+                f"the function name {preview(function)} has {len(function)} characters, more "
+                f"than the limit of {MAX_FUNCTION_NAME}; write the name of a function, e.g. "
+                "'exporters.drain'",
             )
             function = None
 
