@@ -353,52 +353,65 @@ impl Ring {
         if st.paused.load(Ordering::Relaxed) != 0 || out.is_empty() {
             return Ok(Some(0));
         }
+        if self.empty().is_empty() && !self.overwrite() {
+            // Nothing free (a snapshot): do not take the lock from the readers that are about
+            // to free a slot. A waiting writer re-checks after every wake-up.
+            return Ok(None);
+        }
         let me = pid();
         let lock = self.locked();
         if st.end_state.load(Ordering::Relaxed) != END_OPEN {
             return Err(self.ended_msg());
         }
-        let mut plan = Plan::new(SLOT_WRITING, me, NO_REG);
-        let mut overwritten = 0u64;
-        let mut per_group = [0u64; MAX_GROUPS];
-        while plan.n < out.len() && !plan.full() {
-            if let Some(s) = self.empty().pop() {
-                plan.slot(s);
-            } else if self.overwrite() {
-                let Some((s, mask)) = self.take_oldest_unread() else {
+        let mut taken = 0;
+        // One journalled step per JOURNAL_SLOTS slots, all under one lock hold.
+        while taken < out.len() {
+            let mut plan = Plan::new(SLOT_WRITING, me, NO_REG);
+            let mut overwritten = 0u64;
+            let mut per_group = [0u64; MAX_GROUPS];
+            while taken + plan.n < out.len() && !plan.full() {
+                if let Some(s) = self.empty().pop() {
+                    plan.slot(s);
+                } else if self.overwrite() {
+                    let Some((s, mask)) = self.take_oldest_unread() else {
+                        break;
+                    };
+                    overwritten += 1;
+                    for (g, c) in per_group.iter_mut().enumerate() {
+                        *c += u64::from(mask >> g & 1);
+                    }
+                    plan.slot(s);
+                } else {
                     break;
-                };
-                overwritten += 1;
-                for (g, c) in per_group.iter_mut().enumerate() {
-                    *c += u64::from(mask >> g & 1);
                 }
-                plan.slot(s);
-            } else {
+            }
+            if plan.n == 0 {
                 break;
             }
-        }
-        if plan.n == 0 {
-            return Ok(None);
-        }
-        if overwritten > 0 {
-            plan.set(
-                ctr::OVERWRITTEN as u32,
-                self.ctr(ctr::OVERWRITTEN) + overwritten,
-            );
-            for (g, &c) in per_group.iter().enumerate() {
-                if c > 0 {
-                    let id = W_GROUP_OVERWRITTEN + g as u32;
-                    plan.set(id, self.word_value(id) + c);
+            if overwritten > 0 {
+                plan.set(
+                    ctr::OVERWRITTEN as u32,
+                    self.ctr(ctr::OVERWRITTEN) + overwritten,
+                );
+                for (g, &c) in per_group.iter().enumerate() {
+                    if c > 0 {
+                        let id = W_GROUP_OVERWRITTEN + g as u32;
+                        plan.set(id, self.word_value(id) + c);
+                    }
                 }
             }
+            self.run(&lock, &plan);
+            out[taken..taken + plan.n].copy_from_slice(&plan.slots[..plan.n]);
+            taken += plan.n;
         }
-        self.run(&lock, &plan);
         drop(lock);
+        if taken == 0 {
+            return Ok(None);
+        }
         // SYNC POINT: the odd seqlock versions are visible before any byte of the slots
         // changes; pairs with the observer's Acquire fence before its second version load.
         fence(Ordering::Release);
-        out[..plan.n].copy_from_slice(&plan.slots[..plan.n]);
-        Ok(Some(plan.n))
+        Ok(Some(taken))
     }
 
     /// The oldest committed slot that no group is reading, taken out of every group queue
@@ -632,22 +645,30 @@ impl Ring {
             return None;
         }
         let lock = self.locked();
-        let mut plan = Plan::new(STEP_READ, pid(), reg);
-        plan.group = group as u32;
-        while plan.n < out.len() && !plan.full() {
-            match filled.pop() {
-                Some(s) => plan.slot(s),
-                None => break,
+        let mut taken = 0;
+        // One journalled step per JOURNAL_SLOTS slots, all under one lock hold.
+        while taken < out.len() {
+            let mut plan = Plan::new(STEP_READ, pid(), reg);
+            plan.group = group as u32;
+            while taken + plan.n < out.len() && !plan.full() {
+                match filled.pop() {
+                    Some(s) => plan.slot(s),
+                    None => break,
+                }
             }
+            if plan.n == 0 {
+                break;
+            }
+            self.run(&lock, &plan);
+            out[taken..taken + plan.n].copy_from_slice(&plan.slots[..plan.n]);
+            taken += plan.n;
         }
-        if plan.n == 0 {
+        if taken == 0 {
             // Under the lock no commit is half done: empty + ended is the end of the stream.
             let ended = self.state().end_state.load(Ordering::Acquire) != END_OPEN;
             return ended.then_some(0);
         }
-        self.run(&lock, &plan);
-        out[..plan.n].copy_from_slice(&plan.slots[..plan.n]);
-        Some(plan.n)
+        Some(taken)
     }
 
     fn read_by_me(&self, slot: u32, group: usize) -> Result<()> {

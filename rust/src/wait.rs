@@ -60,6 +60,10 @@ pub fn wait_until<T>(
         if now >= spin_end || deadline.is_some_and(|d| now >= d) {
             break;
         }
+        // Give the core away between rounds: when more processes are runnable than there are
+        // cores, the process we wait for may be the one waiting for a CPU (sched_yield returns
+        // at once when nobody else is runnable, so an idle core keeps spinning).
+        std::thread::yield_now();
     }
     loop {
         let timeout = match deadline {
