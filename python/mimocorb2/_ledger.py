@@ -153,6 +153,21 @@ def apply_worker_notes(workers: Mapping[str, dict[str, Any]], run_dir: Path) -> 
         w.setdefault("explain", {}).update(note.get("explain") or {})
         if "network" in note:
             w.setdefault("network", []).append(note["network"])
+        _discard_on_purpose(w)
+
+
+# Drops a worker makes by design (a publish link keeps only the newest events): discarded on
+# purpose, like overwritten events, not lost; they do not fail the run.
+_ON_PURPOSE_PREFIX = "publish_"
+
+
+def _discard_on_purpose(w: dict[str, Any]) -> None:
+    reasons = w["dropped_by_reason"]
+    for why in [r for r in reasons if r.startswith(_ON_PURPOSE_PREFIX)]:
+        n = reasons.pop(why)
+        w["dropped"] -= n
+        w["discarded"] = w.get("discarded", 0) + n
+        w.setdefault("discarded_by_reason", {})[why] = n
 
 
 def run_summary(
@@ -177,6 +192,9 @@ def run_summary(
             if n:
                 text = explain.get(why) or w.get("explain", {}).get(why) or why.replace("_", " ")
                 reasons.append(f"{n} event(s) dropped by worker '{name}': {text}")
+        for why, n in w.get("discarded_by_reason", {}).items():
+            text = w.get("explain", {}).get(why) or why.replace("_", " ")
+            reasons.append(f"{n} event(s) discarded on purpose by worker '{name}': {text}")
     return {
         "exit_status": 1 if failed or events_lost else 0,
         "events_lost": events_lost,
@@ -196,10 +214,12 @@ def write_run_summary(path: Path, summary: Mapping[str, Any]) -> None:
 def chain_mismatch(summary: Mapping[str, Any], root: str, last_worker: str) -> int:
     """How far the books of a linear chain are from closing (0 when they balance).
 
-    ``committed(root) - (read(last_worker) + Σ filtered_out + events_lost)``.
+    ``committed(root) - (read(last_worker) + Σ filtered_out + Σ discarded + events_lost)``
+    (``discarded``: events a worker dropped on purpose, e.g. a publish link that keeps only the
+    newest events).
     """
     committed = summary["buffers"][root]["committed"]
-    filtered = sum(w["filtered_out"] for w in summary["workers"].values())
+    filtered = sum(w["filtered_out"] + w.get("discarded", 0) for w in summary["workers"].values())
     last = summary["workers"][last_worker]
     read = last["read"] - last["dropped"]  # its drops are in events_lost
     return committed - (read + filtered + summary["events_lost"])
