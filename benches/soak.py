@@ -38,7 +38,7 @@ class HangError(Exception):
 WORKERS = Path(__file__).resolve().parent.parent / "tests" / "pipelines" / "workers.py"
 
 
-def storm_setup(tmp_path: Path, restart: bool, n_events: int = 6000) -> Path:
+def storm_setup(tmp_path: Path, restart: bool, n_events: int = 4000) -> Path:
     """importer → raw → filter (2) → even → processor (2) → doubled → exporter."""
     policy = {"restart": "on-failure", "max_restarts": 2} if restart else {}
     buf = {"slot_count": 16, "data_length": 1, "data_dtype": {"value": "int64"}}
@@ -104,23 +104,27 @@ def run_storm(
     def killer() -> None:
         if kills == 0:
             return
-        # One kill early (start-up: processes still importing or attaching), then spread out.
+        # Moments count from the first worker process seen (a loaded machine starts them
+        # late): one kill early (start-up: processes still importing or attaching), then
+        # spread over the run. A moment with no worker alive waits for one.
         moments = sorted(
-            [rng.uniform(0.05, 0.6)] + [rng.uniform(0.2, 2.5) for _ in range(kills - 1)]
+            [rng.uniform(0.0, 0.5)] + [rng.uniform(0.2, 2.5) for _ in range(kills - 1)]
         )
+        while not workers_of(proc.pid):
+            if proc.poll() is not None:
+                return
+            time.sleep(0.005)
         t0 = time.monotonic()
         for t in moments:
-            while time.monotonic() - t0 < t:
+            while time.monotonic() - t0 < t or not workers_of(proc.pid):
                 if proc.poll() is not None:
                     return
                 time.sleep(0.01)
-            victims = workers_of(proc.pid)
-            if victims:
-                try:
-                    rng.choice(victims).kill()
-                    done.append(t)
-                except psutil.NoSuchProcess:
-                    pass
+            try:
+                rng.choice(workers_of(proc.pid)).kill()
+                done.append(t)
+            except (psutil.NoSuchProcess, IndexError):
+                pass
 
     th = threading.Thread(target=killer, daemon=True)
     th.start()

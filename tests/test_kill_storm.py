@@ -21,7 +21,7 @@ def run_or_fail(setup: Path, seed: int, kills: int, timeout: float) -> tuple[int
         pytest.fail(str(e))
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(240)
 @pytest.mark.parametrize("restart", [False, True], ids=["no-restart", "restart"])
 def test_kill_storm_ends_and_balances(tmp_path: Path, restart: bool) -> None:
     setup = storm_setup(tmp_path, restart)
