@@ -64,7 +64,7 @@ pub(crate) const W_GROUP_OVERWRITTEN: u32 = 0x8000;
 pub const NO_REG: u32 = u32::MAX;
 
 /// How often a waiting endpoint looks for dead processes when no supervisor does.
-const SWEEP_EVERY: Duration = Duration::from_millis(250);
+const SWEEP_EVERY: Duration = Duration::from_millis(500);
 
 /// What a reader decided about an event it releases (for the run's ledger).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

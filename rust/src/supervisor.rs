@@ -101,6 +101,7 @@ struct Proc {
     status: Option<ExitStatus>,
     ended: Option<Instant>,
     cpu_seconds: f64,
+    cpu_read: Instant,
     restarts: u32,
     stopping: bool,
     earlier_pids: Vec<u32>,
@@ -289,6 +290,7 @@ impl Supervisor {
             status: None,
             ended: None,
             cpu_seconds: 0.0,
+            cpu_read: Instant::now(),
             restarts: 0,
             stopping: false,
             earlier_pids: Vec::new(),
@@ -332,8 +334,12 @@ impl Supervisor {
             .iter_mut()
             .map(|p| {
                 if p.status.is_none() {
-                    if let Some(c) = cpu_seconds(p.pid) {
-                        p.cpu_seconds = c;
+                    // CPU time is read at most twice a second: an idle run must stay cheap.
+                    if p.cpu_read.elapsed() >= Duration::from_millis(500) {
+                        p.cpu_read = Instant::now();
+                        if let Some(c) = cpu_seconds(p.pid) {
+                            p.cpu_seconds = c;
+                        }
                     }
                     if let Ok(Some(st)) = p.child.try_wait() {
                         // Let the capture threads take the last lines (bounded: a grandchild

@@ -95,7 +95,7 @@ pub fn wait_until<T>(
 fn sleep(w: &Waker, seen: u32, timeout: Option<Duration>) {
     // Never sleep unbounded: a waker that died between its publication and its wake-up must
     // not leave us asleep forever, so cap each sleep and let the caller re-check.
-    let cap = Duration::from_millis(200);
+    let cap = Duration::from_millis(500);
     let t = timeout.map_or(cap, |t| t.min(cap));
     let ts = futex::Timespec {
         tv_sec: t.as_secs() as i64,
