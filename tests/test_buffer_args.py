@@ -175,6 +175,15 @@ def test_write_batch_wrong_dtype(buf: mimoBuffer, dtype: Any) -> None:
     assert buf.get_stats()["event_count"] == 0
 
 
+def test_write_batch_of_no_events(buf: mimoBuffer) -> None:
+    writer = BufferWriter(buf)
+    assert writer.write_batch(np.zeros((0, 3), buf.data_dtype)) == 0
+    assert (
+        writer.write_batch(np.zeros((0, 3), buf.data_dtype), np.zeros(0, buf.metadata_dtype)) == 0
+    )
+    assert buf.get_stats()["event_count"] == 0
+
+
 def test_write_batch_converts_same_fields(buf: mimoBuffer) -> None:
     writer, reader = BufferWriter(buf), BufferReader(buf)
     data = np.zeros((2, 3), [("x", "<f8")])

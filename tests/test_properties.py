@@ -400,24 +400,36 @@ def test_buffer_geometry(name: Any, slot_count: Any, data_length: Any, data_dtyp
             buf.send_flush_event()
 
 
+def new_small_buffer() -> mimoBuffer:
+    return mimoBuffer(f"prop_{uuid.uuid4().hex[:8]}", 4, 3, {"x": "f4", "y": "i2"})
+
+
 @pytest.fixture(scope="module")
-def small_buffer() -> Iterator[mimoBuffer]:
-    buf = mimoBuffer(f"prop_{uuid.uuid4().hex[:8]}", 4, 3, {"x": "f4", "y": "i2"})
-    yield buf
+def small_buffer() -> Iterator[tuple[mimoBuffer, BufferWriter, BufferReader]]:
+    """One buffer with one writer and one reader for all examples (a buffer registers at
+    most 256 writers, and a dropped writer stays registered)."""
+    buf = new_small_buffer()
+    yield buf, BufferWriter(buf), BufferReader(buf)
     buf.send_flush_event()
 
 
 @PROPERTY
 @given(timeout=TIMEOUTS, which=st.integers(0, 6))
-def test_buffer_timeouts(small_buffer: mimoBuffer, timeout: Any, which: int) -> None:
-    buf = small_buffer
+def test_buffer_timeouts(
+    small_buffer: tuple[mimoBuffer, BufferWriter, BufferReader], timeout: Any, which: int
+) -> None:
+    buf, writer, reader = small_buffer
     valid = timeout is None or (
         (isinstance(timeout, int | float) and not isinstance(timeout, bool)) and 0 <= timeout <= 1e9
     )
     with bounded():
         try:
             if which == 0:
-                BufferWriter(buf, timeout=timeout)
+                fresh = new_small_buffer()  # the writer registers with it
+                try:
+                    BufferWriter(fresh, timeout=timeout)
+                finally:
+                    fresh.send_flush_event()
             elif which == 1:
                 BufferReader(buf, timeout=timeout)
             elif which == 2:
@@ -425,15 +437,13 @@ def test_buffer_timeouts(small_buffer: mimoBuffer, timeout: Any, which: int) -> 
             elif valid and (timeout is None or timeout > 0.01):
                 return  # a call that could wait: nothing to check beyond the constructors
             elif which == 3:
-                BufferReader(buf).read_batch(1, timeout)
+                reader.read_batch(1, timeout)
             elif which == 4:
-                BufferWriter(buf).write_batch(np.zeros((0, 3), buf.data_dtype), timeout=timeout)
+                writer.write_batch(np.zeros((0, 3), buf.data_dtype), timeout=timeout)
             elif which == 5:
-                BufferReader(buf).acquire(timeout)
-            else:
-                writer = BufferWriter(buf)
-                if writer.acquire(timeout) is not None:
-                    writer.abort()
+                reader.acquire(timeout)
+            elif writer.acquire(timeout) is not None:
+                writer.abort()
         except BufferTimeoutError:
             assert valid
         except ValueError as e:
@@ -461,20 +471,18 @@ def test_buffer_timeouts(small_buffer: mimoBuffer, timeout: Any, which: int) -> 
     metadata_len=st.integers(0, 8),
 )
 def test_write_batch_arguments(
-    small_buffer: mimoBuffer,
+    small_buffer: tuple[mimoBuffer, BufferWriter, BufferReader],
     shape: tuple[int, ...],
     dtype: Any,
     with_metadata: bool,
     metadata_len: int,
 ) -> None:
-    buf = small_buffer
+    _, writer, reader = small_buffer
     data = np.zeros(shape, dtype)
     metadata = np.zeros(metadata_len, METADATA_DTYPE) if with_metadata else None
-    writer = BufferWriter(buf, timeout=0)
-    reader = BufferReader(buf, timeout=0)
     with bounded():
         try:
-            n = writer.write_batch(data, metadata)
+            n = writer.write_batch(data, metadata, timeout=0)
         except ValueError as e:
             check_message(e, limit=500)
             return

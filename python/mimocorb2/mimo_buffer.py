@@ -445,7 +445,7 @@ class BufferWriter(_core.Writer, Interface):
         data = np.ascontiguousarray(data)
         k = len(data)
         if metadata is None:
-            rows = data.view(np.uint8).reshape(k, -1)
+            rows = data.view(np.uint8).reshape(k, buf.data_byte_size)  # also for k == 0
             with_meta = False
         else:
             metadata = _batch_array(metadata, METADATA_DTYPE, "metadata", where)
@@ -457,7 +457,7 @@ class BufferWriter(_core.Writer, Interface):
             rec = np.empty(k, dtype=_record_dtype(buf))
             rec["metadata"] = metadata
             rec["data"] = data
-            rows = rec.view(np.uint8).reshape(k, -1)
+            rows = rec.view(np.uint8).reshape(k, rec.dtype.itemsize)
             with_meta = True
         timeout = self.timeout if timeout is None else check_timeout(timeout, where)
         done = 0
