@@ -12,6 +12,7 @@ import csv
 import json
 import re
 import shutil
+import threading
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -42,7 +43,8 @@ SIMPLE = EXAMPLES / "simple" / "setup.yaml"
 MUON = EXAMPLES / "muon" / "spin_setup.yaml"
 SPECTROSCOPY = EXAMPLES / "redpitaya-spectroscopy" / "setup.yaml"
 HOOKS = Path(__file__).resolve().parent / "pipelines" / "report_hooks.py"
-REPORT_BUDGET_S = 20.0  # the examples take a few seconds; generous for a loaded machine
+REPORT_BUDGET_S = 60.0  # a few seconds; 10x that on a 2-core machine at load 15 (seen)
+EXAMPLE_TIMEOUT = pytest.mark.timeout(150)  # an example run (~10 s) and reports, loaded machine
 
 _RUNS: dict[str, tuple[Path, float]] = {}
 
@@ -165,6 +167,7 @@ def check_report(run_dir: Path, figures: set[str]) -> dict:
 # ----- the examples -----
 
 
+@EXAMPLE_TIMEOUT
 @pytest.mark.parametrize("name", ["simple", "muon", "spectroscopy"])
 def test_every_example_run_has_its_report(
     name: str, tmp_path_factory: pytest.TempPathFactory
@@ -184,6 +187,7 @@ def test_every_example_run_has_its_report(
     assert seconds < REPORT_BUDGET_S
 
 
+@EXAMPLE_TIMEOUT
 def test_muon_report_has_the_lifetime_fit(tmp_path_factory: pytest.TempPathFactory) -> None:
     run_dir, _ = example_run("muon", tmp_path_factory)
     record = json.loads((run_dir / "report" / "report.json").read_text())
@@ -195,6 +199,7 @@ def test_muon_report_has_the_lifetime_fit(tmp_path_factory: pytest.TempPathFacto
     assert "τ = " in (run_dir / "report" / "index.html").read_text()
 
 
+@EXAMPLE_TIMEOUT
 def test_spectroscopy_report_marks_the_photopeaks(spectroscopy: Path) -> None:
     record = json.loads((spectroscopy / "report" / "report.json").read_text())
     text = record["hook_texts"]["spectrum_figure"]
@@ -206,6 +211,7 @@ def test_spectroscopy_report_marks_the_photopeaks(spectroscopy: Path) -> None:
 # ----- what the figures show -----
 
 
+@EXAMPLE_TIMEOUT
 def test_summary_figure_shows_the_numbers_of_the_run(spectroscopy: Path) -> None:
     summary = json.loads((spectroscopy / "run_summary.json").read_text())
     stats = read_stats(spectroscopy / "stats.csv")
@@ -258,6 +264,7 @@ def test_summary_figure_shows_the_numbers_of_the_run(spectroscopy: Path) -> None
     assert all(f"<th>{c}</th>" in page for c in BUFFER_COLUMNS + WORKER_COLUMNS)
 
 
+@EXAMPLE_TIMEOUT
 def test_histogram_figure_prints_under_and_overflow_with_units(spectroscopy: Path) -> None:
     directory = spectroscopy / "Histograms_PulseParameters"
     channels = read_histograms(directory)
@@ -304,6 +311,7 @@ def test_pauses_are_shaded() -> None:
 # ----- making the report again, turning it off, hooks that fail -----
 
 
+@EXAMPLE_TIMEOUT
 def test_cli_makes_the_report_again(spectroscopy: Path, tmp_path: Path, capsys) -> None:
     run_dir = tmp_path / spectroscopy.name
     shutil.copytree(spectroscopy, run_dir)
@@ -318,19 +326,14 @@ def test_cli_makes_the_report_again(spectroscopy: Path, tmp_path: Path, capsys) 
     assert not (run_dir / "report" / "stale.png").exists()
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".report")]
 
-    # from the run directory alone: the setup directory recorded by the first report
-    shutil.rmtree(run_dir / "report")
-    (run_dir / "report").mkdir()
-    (run_dir / "report" / "report.json").write_text(json.dumps(before))
-    assert cli(["report", str(run_dir)]) == 0
-    check_report(run_dir, {"spectrum", "histograms_PulseParameters"})
-
-    # without stats.csv: no rate and fill figures, and a note saying why
+    # from the run directory alone (the hook's file found through the setup directory that
+    # the earlier report recorded); without stats.csv: no rate and fill figures, and a note
     (run_dir / "stats.csv").unlink()
     assert cli(["report", str(run_dir)]) == 0
-    record = check_report(run_dir, {"summary", "spectrum"})
+    record = check_report(run_dir, {"summary", "spectrum", "histograms_PulseParameters"})
     assert "rates" not in {f["name"] for f in record["figures"]}
     assert any("stats.csv" in n for n in record["notes"])
+    assert re.search(r"run time \d+\.\d s", (run_dir / "report" / "index.html").read_text())
 
     assert cli(["report", str(tmp_path / "nothing")]) == 2
     assert "not a run directory" in capsys.readouterr().err
@@ -385,9 +388,12 @@ def test_a_slow_report_is_abandoned(tmp_path: Path, capsys) -> None:
     (run_dir / "run_summary.json").write_text(json.dumps(empty))
     t0 = time.monotonic()
     assert report_after_run(run_dir, setup, timeout=0.5) is None
-    assert time.monotonic() - t0 < 2.0
+    assert time.monotonic() - t0 < 3.5  # the hook takes 5 s
     assert "abandoned" in capsys.readouterr().err
-    time.sleep(3.5)  # the hook returns; the abandoned report replaces nothing
+    for thread in threading.enumerate():  # the hook returns; the abandoned report replaces nothing
+        if thread.name == "mimocorb2-report":
+            thread.join(30.0)
+            assert not thread.is_alive()
     assert not (run_dir / "report").exists()
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".report")]
 

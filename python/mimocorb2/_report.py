@@ -82,7 +82,7 @@ __all__ = [
 
 REPORT_DIRNAME = "report"
 """The report's directory inside the run directory."""
-REPORT_TIMEOUT_S = 60.0
+REPORT_TIMEOUT_S = 120.0
 """Longest time the control waits for the report at the end of a run."""
 REPORT_ENV = "MIMOCORB2_REPORT"
 """Environment variable: ``0`` turns the report off for every run (the test suite does)."""
@@ -436,7 +436,14 @@ class _Builder:
 
         exporters = self.worker_list("sources", "exporters.histogram")
         viewers = self.worker_list("observes", "visualizers.histogram")
-        for directory in sorted(self.run_dir.glob("Histograms_*")):
+        buffers = self.setup.get("Buffers")
+        order = list(buffers) if isinstance(buffers, Mapping) else []
+
+        def setup_order(path: Path) -> tuple[int, str]:
+            name = path.name[len("Histograms_") :]
+            return (order.index(name) if name in order else len(order), name)
+
+        for directory in sorted(self.run_dir.glob("Histograms_*"), key=setup_order):
             if not (directory / "info.csv").is_file():
                 continue
             buffer = directory.name[len("Histograms_") :]

@@ -24,5 +24,5 @@ def fails(run_dir: Path, figure: Any) -> None:
 
 
 def slow(run_dir: Path, figure: Any) -> None:
-    """Takes 3 s."""
-    time.sleep(3.0)
+    """Takes 5 s."""
+    time.sleep(5.0)
