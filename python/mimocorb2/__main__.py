@@ -2,7 +2,9 @@
 
 ``mimocorb2 convert IN.mimo OUT.{h5,parquet,root,csv}`` and ``mimocorb2 recover FILE.h5`` are
 the file tools of :mod:`mimocorb2._convert_cli`; ``mimocorb2 report RUN_DIR`` makes a run's
-report again (:mod:`mimocorb2._report`).
+report again (:mod:`mimocorb2._report`). ``mimocorb2 SETUP --serve tcp://HOST:PORT`` serves a
+run to ``mimocorb2 --connect tcp://HOST:PORT`` on another host; ``mimocorb2 keygen DIR`` writes
+the keys for that (:mod:`mimocorb2._remote`).
 """
 
 from __future__ import annotations
@@ -31,11 +33,15 @@ def main(argv: list[str] | None = None) -> int:
         from mimocorb2._report import main as report
 
         return report(args_in[1:])
+    if args_in and args_in[0] == "keygen":  # CURVE keys for --serve/--connect
+        from mimocorb2._remote import keygen_main
+
+        return keygen_main(args_in[1:])
     parser = argparse.ArgumentParser(
         prog="mimocorb2",
         description="Run a mimocorb2 data-acquisition setup (buffers and workers from YAML).",
     )
-    parser.add_argument("setup_file", help="the setup YAML file")
+    parser.add_argument("setup_file", nargs="?", help="the setup YAML file")
     parser.add_argument(
         "-c",
         "--control",
@@ -44,8 +50,38 @@ def main(argv: list[str] | None = None) -> int:
         help="interfaces joined by '+': kbd, gui, stats (default: gui+stats with a display, "
         "else kbd+stats)",
     )
+    parser.add_argument(
+        "--serve",
+        metavar="tcp://HOST:PORT",
+        help="publish the run and take commands from 'mimocorb2 --connect' (PORT alone: "
+        "loopback only; any other host needs --keys)",
+    )
+    parser.add_argument(
+        "--connect",
+        metavar="tcp://HOST:PORT",
+        help="open the GUI or the terminal (-c gui|kbd) for a run served on another host",
+    )
+    parser.add_argument(
+        "--keys", metavar="DIR", help="CURVE keys of 'mimocorb2 keygen DIR' for --serve/--connect"
+    )
     parser.add_argument("--version", action="version", version=f"mimocorb2 {__version__}")
     args = parser.parse_args(argv)
+    if args.connect is not None:
+        if args.setup_file is not None or args.serve is not None:
+            parser.error("--connect takes no setup file and no --serve")
+        from mimocorb2._remote import connect_main
+
+        return connect_main(args.connect, args.mode, args.keys)
+    if args.setup_file is None:
+        parser.error("the setup file is required (or --connect tcp://HOST:PORT)")
+    if args.serve is not None:
+        from mimocorb2._remote import RemoteError, check_serve
+
+        try:
+            check_serve(args.serve, args.keys, probe=True)  # before anything is created
+        except RemoteError as e:
+            print(f"mimocorb2: {e}", file=sys.stderr)
+            return 2
     mode = args.mode or ("gui+stats" if _has_display() else "kbd+stats")
 
     from mimocorb2.control import Control
@@ -56,6 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     except (MimocorbError, ValueError, OSError) as e:
         print(f"mimocorb2: {e}", file=sys.stderr)
         return 2
+    if args.serve is not None:
+        from mimocorb2._remote import RemoteError
+
+        try:
+            where = control.serve(args.serve, args.keys)
+        except RemoteError as e:
+            print(f"mimocorb2: {e}", file=sys.stderr)
+            return 2
+        print(f"mimocorb2: serving the run on {where}", file=sys.stderr)
     print(f"mimocorb2: running {args.setup_file} in {mode} mode", file=sys.stderr)
     control()
     return control.exit_code

@@ -133,6 +133,7 @@ class Control:
         self._cpu_prev: dict[str, tuple[float, float]] = {}
         self._procs: list[dict[str, Any]] = []
         self._gui: Any = None  # mimocorb2._gui.GuiLink while a GUI window is connected
+        self._remote: Any = None  # mimocorb2._remote.RemoteServer while served (serve())
         self._stopped_by_user: set[str] = set()  # processes ended by a worker shutdown command
         self._recent_deadtime = RecentDeadtime()
         self._tags = worker_tags(list(self.setup.workers))
@@ -275,6 +276,26 @@ class Control:
         self._started = time.time()
         n = sum(w.number_of_processes for w in self.setup.workers.values())
         _log.info("started %d processes", n)
+
+    def serve(self, address: str, keys: str | Path | None = None) -> str:
+        """Publishes the run and takes remote commands (``mimocorb2 SETUP --serve``).
+
+        Args:
+            address: ``tcp://HOST:PORT``; ``PORT`` alone binds to loopback.
+            keys: Directory of ``mimocorb2 keygen`` (required for a non-loopback address).
+
+        Returns:
+            The address bound.
+
+        Raises:
+            RemoteError: Bad address, missing keys, or the address cannot be bound.
+        """
+        from mimocorb2._gui import setup_info
+        from mimocorb2._remote import RemoteServer
+
+        self._remote = RemoteServer(address, keys, setup_info(self), self.commands.put)
+        _log.info("serving the run on %s", self._remote.address)
+        return str(self._remote.address)
 
     # ----- commands -----
 
@@ -433,11 +454,15 @@ class Control:
             terminal.summary(final_stats)
             try:
                 self._report(summary)
+                self._remote_finish(final_stats)
                 from mimocorb2._report import report_after_run  # report/: never raises
 
                 report_after_run(self.run_dir, self.setup)
                 self._gui_finish(final_stats)
             finally:
+                if self._remote is not None:
+                    self._remote.close()
+                    self._remote = None
                 if self._gui is not None:
                     self._gui.close()
                     self._gui = None
@@ -460,12 +485,15 @@ class Control:
             except queue.Empty:
                 pass
             now = time.monotonic()
-            gui_due = self._gui is not None and now - last_gui >= self._gui_interval()
+            faces = [f for f in (self._gui, self._remote) if f is not None]
+            gui_due = bool(faces) and now - last_gui >= self._gui_interval()
             if now - last_stats >= 1.0 or gui_due:
                 stats = self.get_stats()
                 if gui_due:
                     last_gui = now
-                    self._gui.send_stats(stats, self.failures())
+                    failures = self.failures()
+                    for face in faces:
+                        face.send_stats(stats, failures)
                 if now - last_stats >= 1.0:
                     last_stats = now
                     terminal.status(stats)
@@ -486,13 +514,21 @@ class Control:
         return STATS_INTERVAL_S
 
     def _pump_lines(self, terminal: Terminal) -> None:
-        """Shows the captured worker output in the terminal and, if open, in the GUI."""
-        if self._gui is None:
+        """Shows the captured worker output in the terminal, the GUI and to remote clients."""
+        if self._gui is None and self._remote is None:
             terminal.flush_lines(self.supervisor)
             return
         lines, dropped = self.supervisor.drain_lines(5000)
         terminal.flush_lines(_Drained(lines, dropped))
-        self._gui.send_lines(lines, dropped)
+        for face in (self._gui, self._remote):
+            if face is not None:
+                face.send_lines(lines, dropped)
+
+    def _remote_finish(self, final_stats: dict[str, Any]) -> None:
+        """Tells the remote clients the final state and the run's exit code."""
+        if self._remote is not None:
+            self._remote.send_stats(final_stats, self.failures())
+            self._remote.send_finished(self.exit_code)
 
     def _gui_check(self, terminal: Terminal) -> None:
         """Falls back to the terminal when the GUI could not start or ended unexpectedly."""
