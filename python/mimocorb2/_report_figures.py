@@ -522,6 +522,7 @@ def _table_size(columns: Sequence[str], rows: list[list[str]]) -> tuple[list[int
         max([*(len(x) for x in _header(c).split("\n")), *(len(r[i]) for r in rows)]) + 2
         for i, c in enumerate(columns)
     ]
+    chars[0] = round(chars[0] * 1.2)  # names: letters are wider than digits
     return chars, _ROW_IN * (len(rows) + 2)
 
 
