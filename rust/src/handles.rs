@@ -12,7 +12,7 @@ use crate::ring::{Ring, TRASH};
 use crate::ring_protocol::{Disposition, NO_REG};
 
 fn deadline(timeout: Option<Duration>) -> Option<Instant> {
-    timeout.map(|t| Instant::now() + t)
+    timeout.and_then(|t| Instant::now().checked_add(t))
 }
 
 /// A writer of one process. Registers itself with the buffer, so the buffer ends only once

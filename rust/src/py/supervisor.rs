@@ -118,7 +118,8 @@ impl Supervisor {
     #[pyo3(signature = (names=None, grace=2.0))]
     #[allow(clippy::needless_pass_by_value)]
     fn terminate(&self, py: Python<'_>, names: Option<Vec<String>>, grace: f64) {
-        let grace = Duration::from_secs_f64(grace.max(0.0));
+        // NaN, negative or absurd grace times are clamped to 0..1 hour.
+        let grace = Duration::try_from_secs_f64(grace.clamp(0.0, 3600.0)).unwrap_or_default();
         py.detach(|| self.inner.terminate(names.as_deref(), grace));
     }
 }

@@ -6,6 +6,9 @@ use pyo3::prelude::*;
 
 use crate::error::{Error, Result};
 
+/// Longest timeout accepted (about 32 years; the Python classes check the same limit).
+const MAX_TIMEOUT_S: f64 = 1e9;
+
 /// Length of one wait slice between two signal checks.
 const SLICE: Duration = Duration::from_millis(50);
 
@@ -13,9 +16,11 @@ const SLICE: Duration = Duration::from_millis(50);
 pub fn timeout(t: Option<f64>) -> PyResult<Option<Duration>> {
     match t {
         None => Ok(None),
-        Some(s) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(s) if (0.0..=MAX_TIMEOUT_S).contains(&s) => Duration::try_from_secs_f64(s)
+            .map(Some)
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("timeout {s}: {e}"))),
         Some(s) => Err(pyo3::exceptions::PyValueError::new_err(format!(
-            "timeout must be a non-negative number of seconds or None, got {s}"
+            "timeout must be None or a number of seconds from 0 to {MAX_TIMEOUT_S:e}, got {s}"
         ))),
     }
 }
@@ -27,7 +32,8 @@ where
     F: FnMut(Duration) -> Result<T> + Send,
     T: Send,
 {
-    let end = total.map(|t| Instant::now() + t);
+    // A deadline beyond what the clock can hold waits without one.
+    let end = total.and_then(|t| Instant::now().checked_add(t));
     loop {
         let slice = match end {
             Some(e) => e.saturating_duration_since(Instant::now()).min(SLICE),
