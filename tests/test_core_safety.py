@@ -128,3 +128,15 @@ def test_slot_views_are_zero_copy_and_built_once():
     _meta, data = seen[0]
     assert not data.flags.owndata and data.base is not None
     assert np.shares_memory(data, buf._memory)
+
+
+@pytest.mark.parametrize("bad", [1e20, float("inf"), float("nan"), -1.0, 2e9])
+def test_core_endpoints_refuse_impossible_timeouts_without_a_panic(bad):
+    """The native classes themselves (not only the Python wrappers) give ValueError."""
+    buf = mimoBuffer(f"timeouts-{uuid.uuid4().hex[:8]}", 2, 1, {"x": "i8"})
+    for cls in (mimocorb2._core.Reader, mimocorb2._core.Writer):
+        with pytest.raises(ValueError, match="timeout"):
+            cls(buf, bad)
+    reader = mimocorb2._core.Reader(buf, None)
+    with pytest.raises(ValueError, match="timeout"):
+        reader.acquire(bad)
