@@ -4,7 +4,8 @@
 the file tools of :mod:`mimocorb2._convert_cli`; ``mimocorb2 report RUN_DIR`` makes a run's
 report again (:mod:`mimocorb2._report`). ``mimocorb2 SETUP --serve tcp://HOST:PORT`` serves a
 run to ``mimocorb2 --connect tcp://HOST:PORT`` on another host; ``mimocorb2 keygen DIR`` writes
-the keys for that (:mod:`mimocorb2._remote`).
+the keys for that (:mod:`mimocorb2._remote`). ``mimocorb2 schema`` prints the JSON Schema of
+the setup file (:mod:`mimocorb2._schema`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         from mimocorb2._report import main as report
 
         return report(args_in[1:])
+    if args_in and args_in[0] == "schema":  # the setup file's JSON Schema (mimocorb2._schema)
+        from mimocorb2._schema import main as schema
+
+        return schema(args_in[1:])
     if args_in and args_in[0] == "keygen":  # CURVE keys for --serve/--connect
         from mimocorb2._remote import keygen_main
 
