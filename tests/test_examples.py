@@ -1,19 +1,28 @@
 """The examples run headless to completion, shortened through their configs, with the expected
-outputs; the spectroscopy setup switches to a real RedPitaya by changing one line."""
+outputs (the muon example's HDF5 files read with h5py, the spectroscopy example's ROOT file
+with uproot, their counts those of the run's ledger); the spectroscopy setup switches to a real
+RedPitaya by changing one line; without the optional library of a file format the examples
+that write it are refused naming the pip command, the simple example needs none."""
 
 import csv
 import importlib
 import importlib.util
 import json
 import re
+import shutil
+import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
+import uproot
 import yaml
 
+import mimocorb2
 from mimocorb2._setup import load_setup_file, parse_setup
 from mimocorb2.control import Control
+from mimocorb2.exceptions import SetupValidationError
 from mimocorb2.mimo_file import MimoReader
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -88,6 +97,26 @@ def is_int(text: str) -> bool:
     return re.fullmatch(r"-?\d+", text) is not None
 
 
+def load_module(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def check_group(summary: dict, buffer: str, readers: set[str]) -> int:
+    """Every reader group of ``buffer`` consumed every committed event and lost none; and
+    each reader read that many. Returns the number of events."""
+    ledger = summary["buffers"][buffer]
+    committed = ledger["committed"]
+    assert set(ledger["groups"]) == readers
+    for name, group in ledger["groups"].items():
+        assert (group["consumed"], group["lost"]) == (committed, 0), (name, group)
+        assert summary["workers"][name]["read"] == committed, name
+        assert summary["workers"][name]["dropped"] == 0, name
+    return committed
+
+
 @pytest.mark.parametrize("setup_file", [SIMPLE, MUON, SPECTROSCOPY], ids=lambda p: p.parent.name)
 def test_example_setup_validates_as_shipped(setup_file):
     setup = load_setup_file(setup_file)
@@ -120,10 +149,11 @@ def test_muon(tmp_path):
     assert c["AcceptedPulses"] == up + down
     assert "CsvUp" not in c  # reader groups instead of pass-through copies
     summary = json.loads((run_dir / "run_summary.json").read_text())
+    assert summary["exit_status"] == 0 and summary["events_lost"] == 0
     for buffer, count in (("PulseParametersUp", up), ("PulseParametersDown", down)):
-        groups = summary["buffers"][buffer]["groups"]
-        assert set(groups) == {f"histogram_{buffer[15:].lower()}", f"csv_{buffer[15:].lower()}"}
-        assert all(g["consumed"] == count and g["lost"] == 0 for g in groups.values())
+        direction = buffer[15:].lower()
+        readers = {f"{kind}_{direction}" for kind in ("histogram", "csv", "hdf5")}
+        assert check_group(summary, buffer, readers) == count
     # 15 % stop in the copper, 5 % in the floor (half of those decays seen): ~17 % accepted
     assert 0.10 * n < up + down < 0.25 * n
     assert 0.3 * down < up and 0.3 * up < down
@@ -142,6 +172,7 @@ def test_muon(tmp_path):
     # CSV: one row per decay, integer columns stay integers
     counters = []
     decay_times = []
+    csv_decays = {}
     for name, count in (("PulseParametersUp", up), ("PulseParametersDown", down)):
         header, rows = read_csv(run_dir / f"{name}.csv")
         assert header[:4] == ["counter", "timestamp", "deadtime", "decay_time"]
@@ -150,8 +181,37 @@ def test_muon(tmp_path):
         assert all(is_int(v) for v in column(header, rows, "counter"))
         counters += [int(v) for v in column(header, rows, "counter")]
         decay_times += [float(v) for v in column(header, rows, "decay_time")]
+        csv_decays[name] = dict(
+            zip(
+                (int(v) for v in column(header, rows, "counter")),
+                (np.float32(v) for v in column(header, rows, "decay_time")),
+                strict=True,
+            )
+        )
     assert len(set(counters)) == len(counters) and max(counters) < n
     assert 1.5 < np.mean(decay_times) < 2.5  # truncated exponential, tau = 2.2 µs
+
+    # HDF5 (h5py): the same decays as the CSV files, in the buffers' layout, with the run's
+    # attributes; as many as the ledger says the hdf5 workers read
+    effective_setup = yaml.safe_load((run_dir / "setup.yaml").read_text())
+    field_names = tuple(effective_setup["Buffers"]["PulseParametersUp"]["data_dtype"])
+    for name, count in (("PulseParametersUp", up), ("PulseParametersDown", down)):
+        assert sorted(p.name for p in run_dir.glob(f"{name}*.h5")) == [f"{name}.h5"]
+        with h5py.File(run_dir / f"{name}.h5", "r") as f:
+            data, metadata = f["data"][:], f["metadata"][:]
+            attrs = dict(f.attrs)
+        read = summary["workers"][f"hdf5_{name[15:].lower()}"]["read"]
+        assert data.shape == (count, 1) and metadata.shape == (count,) and read == count
+        assert data.dtype.names == field_names
+        assert data.dtype["decay_time"] == np.float32
+        assert data.dtype["first_position"] == np.int32
+        assert metadata.dtype.names == ("counter", "timestamp", "deadtime")
+        from_h5 = dict(zip(metadata["counter"].tolist(), data["decay_time"][:, 0], strict=True))
+        assert from_h5.keys() == csv_decays[name].keys()
+        assert all(from_h5[k] == v for k, v in csv_decays[name].items())
+        assert (attrs["buffer"], attrs["worker"]) == (name, f"hdf5_{name[15:].lower()}")
+        assert attrs["mimocorb2_version"] == mimocorb2.__version__
+        assert yaml.safe_load(attrs["setup_yaml"]) == effective_setup
 
     # the accepted waveforms as .mimo: the same events, with muon pulses in A and B
     with MimoReader(run_dir / "AcceptedPulses.mimo") as reader:
@@ -163,13 +223,22 @@ def test_muon(tmp_path):
     assert np.all(data["chA"][:, trigger].min(axis=1) < -80)
     assert np.all(data["chB"][:, trigger].min(axis=1) < -80)
 
-    # the offline analysis of the run
-    spec = importlib.util.spec_from_file_location("muon_analyze", MUON.parent / "analyze.py")
-    analyze = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(analyze)
+    # the offline analysis of the run reads the HDF5 files ...
+    analyze = load_module(MUON.parent / "analyze.py", "muon_analyze")
     result = analyze.analyze(run_dir)
+    assert result["files"] == "PulseParametersUp.h5, PulseParametersDown.h5"
     assert (result["up"], result["down"]) == (up, down)
     assert 1.4 < result["lifetime"] < 3.2
+    # ... and, for a run without them, the CSV files, with the same result
+    csv_only = tmp_path / "csv_only"
+    csv_only.mkdir()
+    for name in ("setup.yaml", "PulseParametersUp.csv", "PulseParametersDown.csv"):
+        shutil.copy(run_dir / name, csv_only / name)
+    from_csv = analyze.analyze(csv_only)
+    assert from_csv["files"] == "PulseParametersUp.csv, PulseParametersDown.csv"
+    assert {k: from_csv[k] for k in ("up", "down", "lifetime", "error")} == {
+        k: result[k] for k in ("up", "down", "lifetime", "error")
+    }
 
 
 def test_redpitaya_spectroscopy(tmp_path):
@@ -181,8 +250,11 @@ def test_redpitaya_spectroscopy(tmp_path):
     c = counts(control)
     pulses = c["PulseParameters"]
     assert c["Waveforms"] == n
-    assert c["PulseParametersForCsv"] == pulses
+    assert c["PulseParametersForFiles"] == pulses
     assert 0.97 * n <= pulses < 1.1 * n  # one pulse per waveform, a few pile-ups
+    summary = json.loads((run_dir / "run_summary.json").read_text())
+    assert summary["exit_status"] == 0 and summary["events_lost"] == 0
+    assert check_group(summary, "PulseParametersForFiles", {"csv", "root"}) == pulses
 
     bins = yaml.safe_load((SPECTROSCOPY.parent / "configs" / "histogram.yaml").read_text())["bins"]
     hist = check_histograms(run_dir, "PulseParameters", bins, pulses)
@@ -206,6 +278,62 @@ def test_redpitaya_spectroscopy(tmp_path):
     # the main pulse of (nearly) every waveform peaks a few samples after the trigger
     assert sum(100 <= p <= 115 for p in positions) >= 0.97 * n
     assert {int(v) for v in column(header, rows, "counter")} <= set(range(n))
+
+    # ROOT (uproot): TTree 'events' with every pulse of the CSV file, as many as the ledger
+    # says the root worker read, typed branches; the run described in the file
+    assert sorted(p.name for p in run_dir.glob("spectrum*.root")) == ["spectrum.root"]
+    with uproot.open(run_dir / "spectrum.root") as f:
+        tree = f["events"]
+        assert tree.num_entries == pulses == summary["workers"]["root"]["read"]
+        assert tree.keys() == header
+        branches = tree.arrays(library="np")
+        info = json.loads(str(f["mimocorb2"]))
+        setup_text = str(f["setup_yaml"])
+    assert branches["counter"].dtype == np.int64 and branches["position"].dtype == np.int32
+    assert branches["peak_heights"].dtype == np.int16
+    assert branches["prominences"].dtype == np.float32
+    in_csv = sorted((int(r[0]), int(r[3]), int(r[4]), float(np.float32(r[5]))) for r in rows)
+    in_root = sorted(
+        zip(
+            branches["counter"].tolist(),
+            branches["position"].tolist(),
+            branches["peak_heights"].tolist(),
+            branches["prominences"].tolist(),
+            strict=True,
+        )
+    )
+    assert in_root == in_csv
+    assert info["buffer"] == "PulseParametersForFiles"
+    assert info["mimocorb2_version"] == mimocorb2.__version__
+    assert setup_text == (run_dir / "setup.yaml").read_text()
+
+    # the spectrum from the ROOT file is the histogram exporter's
+    analyze = load_module(SPECTROSCOPY.parent / "analyze.py", "spectroscopy_analyze")
+    root_counts, root_edges = analyze.read_root_spectrum(run_dir)
+    np.testing.assert_array_equal(root_edges, edges)
+    np.testing.assert_array_equal(root_counts, heights)
+
+
+@pytest.mark.parametrize(
+    ("setup_file", "module", "extra"),
+    [(MUON, "h5py", "hdf5"), (SPECTROSCOPY, "uproot", "root")],
+    ids=["muon", "redpitaya-spectroscopy"],
+)
+def test_examples_without_their_file_library_are_refused_naming_pip(
+    monkeypatch, setup_file, module, extra
+):
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    with pytest.raises(SetupValidationError) as e:
+        load_setup_file(setup_file)
+    assert f'pip install "mimocorb2[{extra}]"' in str(e.value)
+    assert f"'{module}', which is not installed" in str(e.value)
+
+
+def test_simple_example_needs_no_file_library(monkeypatch):
+    for module in ("h5py", "pyarrow", "uproot"):
+        monkeypatch.setitem(sys.modules, module, None)
+    setup = load_setup_file(SIMPLE)
+    assert setup.roots() == [setup.workers["input"].sinks[0]]
 
 
 def test_redpitaya_spectroscopy_switches_to_the_board_with_one_line():

@@ -1,16 +1,20 @@
 """Offline analysis of a muon run: the muon lifetime and the up/down asymmetry.
 
 Usage: ``python examples/muon/analyze.py [RUN_DIRECTORY]`` (default: the newest run in
-``examples/muon/target``). It reads the run's ``PulseParametersUp.csv``,
-``PulseParametersDown.csv`` and ``setup.yaml`` (for the time window of the waveforms), then
+``examples/muon/target``). It reads the decay times from the run's ``PulseParametersUp.h5``
+and ``PulseParametersDown.h5`` (written by ``exporters.hdf5``, read with h5py; a run without
+them, e.g. of a setup without the HDF5 workers, is read from ``PulseParametersUp.csv`` and
+``PulseParametersDown.csv``) and the time window of the waveforms from ``setup.yaml``, then
 
 - fits the decay times of both directions with an exponential plus a flat background
   (unbinned maximum likelihood, truncated to the measurable window) and prints the lifetime;
 - prints the asymmetry (N_up - N_down) / (N_up + N_down) in bins of the decay time: with
   polarised muons in a magnetic field it oscillates with the spin precession frequency.
 
-Only numpy and PyYAML are needed. :func:`lifetime_figure` is the setup's report hook: the
-run report (``report/`` in the run directory) shows the lifetime fit with τ and its error.
+Needs numpy, PyYAML and, for the HDF5 files, h5py (``pip install "mimocorb2[hdf5]"``).
+The HDF5 files are opened in SWMR mode, so a run can be analysed while it is still writing
+them. :func:`lifetime_figure` is the setup's report hook: the run report (``report/`` in the
+run directory) shows the lifetime fit with τ and its error.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 import yaml
 
 T_MIN_US = 0.1  # decays closer to the muon pulse merge with it
+DIRECTIONS = ("PulseParametersUp", "PulseParametersDown")  # the buffers, and their files
 
 
 def read_decay_times(path: Path) -> np.ndarray:
@@ -33,6 +38,38 @@ def read_decay_times(path: Path) -> np.ndarray:
     col = header.index("decay_time")
     data = np.loadtxt(path, delimiter=",", skiprows=1, usecols=[col], ndmin=1)
     return np.asarray(data, dtype=np.float64)
+
+
+def read_decay_times_hdf5(path: Path) -> np.ndarray:
+    """The ``decay_time`` field of an HDF5 file written by exporters.hdf5.
+
+    The file holds the datasets ``data`` (the buffer's fields, shape ``(n, 1)`` here) and
+    ``metadata`` (counter, timestamp, deadtime). Opened in SWMR mode it may still be being
+    written: the complete events are the first ``len(metadata)`` rows.
+    """
+    import h5py  # only needed for runs with HDF5 files
+
+    with h5py.File(path, "r", swmr=True) as f:
+        data = f["data"]
+        if "decay_time" not in (data.dtype.names or ()):
+            raise ValueError(f"{path} has no decay_time field (fields: {data.dtype.names})")
+        n = len(f["metadata"])
+        values = data.fields("decay_time")[:n]
+    return np.asarray(values, dtype=np.float64).reshape(-1)
+
+
+def read_run(run_dir: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """Decay times of the upward and the downward decays, and the files they came from.
+
+    The HDF5 files when the run has both, else the CSV files.
+    """
+    h5 = [run_dir / f"{name}.h5" for name in DIRECTIONS]
+    if all(path.exists() for path in h5):
+        up, down = (read_decay_times_hdf5(path) for path in h5)
+        return up, down, ", ".join(path.name for path in h5)
+    csv = [run_dir / f"{name}.csv" for name in DIRECTIONS]
+    up, down = (read_decay_times(path) for path in csv)
+    return up, down, ", ".join(path.name for path in csv)
 
 
 def time_window(run_dir: Path) -> float:
@@ -99,17 +136,16 @@ def asymmetry_table(up: np.ndarray, down: np.ndarray, t_max: float, width: float
     return "\n".join(lines)
 
 
-def analyze(run_dir: Path) -> dict[str, float]:
-    """Prints the analysis of one run and returns its numbers."""
-    up = read_decay_times(run_dir / "PulseParametersUp.csv")
-    down = read_decay_times(run_dir / "PulseParametersDown.csv")
+def analyze(run_dir: Path) -> dict[str, float | str]:
+    """Prints the analysis of one run and returns its numbers (and the files read)."""
+    up, down, files = read_run(run_dir)
     t_max = time_window(run_dir)
     tau, error, background = fit_lifetime(np.concatenate([up, down]), T_MIN_US, t_max)
-    print(f"run {run_dir}")
+    print(f"run {run_dir} ({files})")
     print(f"decays: {up.size} up, {down.size} down; window {T_MIN_US} .. {t_max:.2f} µs")
     print(f"muon lifetime: {tau:.2f} ± {error:.2f} µs (background fraction {background:.2f})")
     print(asymmetry_table(up, down, t_max))
-    return {"up": up.size, "down": down.size, "lifetime": tau, "error": error}
+    return {"up": up.size, "down": down.size, "lifetime": tau, "error": error, "files": files}
 
 
 def lifetime_figure(run_dir: Path, figure) -> str:
@@ -126,8 +162,7 @@ def lifetime_figure(run_dir: Path, figure) -> str:
     Returns:
         The analysis as text (shown under the figure in ``report/index.html``).
     """
-    up = read_decay_times(run_dir / "PulseParametersUp.csv")
-    down = read_decay_times(run_dir / "PulseParametersDown.csv")
+    up, down, files = read_run(run_dir)
     t_max = time_window(run_dir)
     t = np.concatenate([up, down])
     tau, error, background = fit_lifetime(t, T_MIN_US, t_max)
@@ -143,7 +178,8 @@ def lifetime_figure(run_dir: Path, figure) -> str:
     fig = figure(
         "lifetime",
         caption=f"Muon lifetime: unbinned maximum-likelihood fit of {inside.size} decays "
-        f"in {T_MIN_US} .. {t_max:.2f} µs, exponential plus flat background: {fit_text}.",
+        f"in {T_MIN_US} .. {t_max:.2f} µs ({files}), exponential plus flat background: "
+        f"{fit_text}.",
     )
     ax = fig.subplots()
     centers = 0.5 * (edges[:-1] + edges[1:])

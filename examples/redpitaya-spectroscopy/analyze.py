@@ -1,17 +1,20 @@
 """Offline analysis of a spectroscopy run: the photopeaks of the pulse-height spectrum.
 
-Usage: ``python examples/redpitaya-spectroscopy/analyze.py [RUN_DIRECTORY]`` (default: the
-newest run in ``examples/redpitaya-spectroscopy/target``). It reads the spectrum that
-``exporters.histogram`` wrote (``Histograms_PulseParameters/peak_heights.npy`` and
-``info.csv``), finds the photopeaks and fits each with a Gaussian on a straight background,
-then prints position, width (FWHM) and resolution of every peak. With the simulated source
-the run's ``setup.yaml`` holds the energy calibration (``energy_conversion``: ADC counts per
-keV and offset), and the energies are printed too.
+Usage: ``python examples/redpitaya-spectroscopy/analyze.py [RUN_DIRECTORY] [--root]``
+(default: the newest run in ``examples/redpitaya-spectroscopy/target``). It reads the
+spectrum that ``exporters.histogram`` wrote (``Histograms_PulseParameters/peak_heights.npy``
+and ``info.csv``) or, with ``--root``, histograms the ``peak_heights`` of every pulse in the
+ROOT file ``spectrum.root`` that ``exporters.root`` wrote (read with uproot). It finds the
+photopeaks and fits each with a Gaussian on a straight background, then prints position,
+width (FWHM) and resolution of every peak. With the simulated source the run's
+``setup.yaml`` holds the energy calibration (``energy_conversion``: ADC counts per keV and
+offset), and the energies are printed too.
 
 :func:`spectrum_figure` is the setup's report hook: the run report (``report/`` in the run
 directory) shows the spectrum with the photopeaks marked.
 
-Needs numpy, scipy and PyYAML (all installed with mimocorb2).
+Needs numpy, scipy and PyYAML (all installed with mimocorb2); ``--root`` needs uproot
+(``pip install "mimocorb2[root]"``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import numpy as np
 import yaml
 
 HISTOGRAMS = "Histograms_PulseParameters"
+ROOT_FILE = "spectrum.root"  # exporters.root: TTree 'events', one entry per pulse
 FIELD = "peak_heights"
+DEFAULT_BINS = (0.0, 4096.0, 256)  # ADC range of the board, when the run has no info.csv
 MAX_RESOLUTION = 0.2  # FWHM / position: wider bumps are Compton edges, not photopeaks
 
 
@@ -38,6 +43,27 @@ def read_spectrum(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     counts = np.load(directory / f"{FIELD}.npy").astype(np.float64)
     edges = np.linspace(float(row["Min"]), float(row["Max"]), int(row["NBins"]) + 1)
     return counts, edges
+
+
+def read_root_spectrum(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and bin edges of the pulse heights in the run's ROOT file (needs uproot).
+
+    ``spectrum.root`` holds the TTree ``events`` with one entry per pulse: the branches
+    ``counter``, ``timestamp``, ``deadtime``, ``position``, ``peak_heights`` and
+    ``prominences``. The spectrum is the histogram of ``peak_heights``, in the bins of the
+    histogram exporter (``info.csv``) when the run has them, so both spectra agree.
+    """
+    import uproot  # only needed for the ROOT file
+
+    with uproot.open(run_dir / ROOT_FILE) as f:
+        heights = f["events"][FIELD].array(library="np")
+    try:
+        _, edges = read_spectrum(run_dir)
+    except FileNotFoundError:
+        lo, hi, nbins = DEFAULT_BINS
+        edges = np.linspace(lo, hi, nbins + 1)
+    counts, _ = np.histogram(heights, edges)
+    return counts.astype(np.float64), edges
 
 
 def calibration(run_dir: Path) -> tuple[float, float] | None:
@@ -180,16 +206,23 @@ def spectrum_figure(run_dir: Path, figure) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        run_dir = Path(argv[1])
+    args = [a for a in argv[1:] if a != "--root"]
+    use_root = len(args) < len(argv) - 1
+    if args:
+        run_dir = Path(args[0])
     else:
         runs = sorted((Path(__file__).parent / "target").glob("run_*"))
         if not runs:
             print("no run found; give the run directory", file=sys.stderr)
             return 2
         run_dir = runs[-1]
-    counts, edges = read_spectrum(run_dir)
-    print(f"run {run_dir}: {int(counts.sum())} pulses")
+    if use_root:
+        counts, edges = read_root_spectrum(run_dir)
+        source = ROOT_FILE
+    else:
+        counts, edges = read_spectrum(run_dir)
+        source = f"{HISTOGRAMS}/{FIELD}.npy"
+    print(f"run {run_dir}: {int(counts.sum())} pulses in range ({source})")
     print(peak_table(find_photopeaks(counts, edges), calibration(run_dir)))
     return 0
 
