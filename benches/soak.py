@@ -82,7 +82,14 @@ def workers_of(pid: int) -> list[psutil.Process]:
         kids = psutil.Process(pid).children()
     except psutil.NoSuchProcess:
         return []
-    return [k for k in kids if "mimocorb2._worker_main" in " ".join(k.cmdline() or [])]
+    out = []
+    for k in kids:
+        try:
+            if "mimocorb2._worker_main" in " ".join(k.cmdline() or []):
+                out.append(k)
+        except psutil.Error:  # gone or a zombie meanwhile
+            continue
+    return out
 
 
 def run_storm(
