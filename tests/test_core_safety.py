@@ -130,13 +130,39 @@ def test_slot_views_are_zero_copy_and_built_once():
     assert np.shares_memory(data, buf._memory)
 
 
+def test_buffer_views_are_the_writable_views_of_one_slot():
+    buf = mimoBuffer(_name("bufviews"), 2, 3, {"x": "i4"})
+    meta, data = buf.views(1)
+    assert buf.views(1)[1] is data
+    assert meta.dtype.itemsize == mimocorb2._core.METADATA_SIZE
+    writer = BufferWriter(buf)
+    slot = writer.acquire(1)
+    buf.views(slot)[1]["x"] = [7, 8, 9]
+    writer.commit(True)
+    with BufferReader(buf, timeout=1) as (meta, data):
+        assert list(data["x"]) == [7, 8, 9]
+        assert meta["counter"][0] == 0
+    trash = buf.views(mimocorb2._core.TRASH)
+    assert not np.shares_memory(trash[1], buf._memory)
+    for bad in (2, -1, "0"):
+        with pytest.raises(IndexError, match="no slot"):
+            buf.views(bad)
+
+
+def test_core_endpoints_refuse_views_of_another_length():
+    buf = mimoBuffer(_name("badviews"), 2, 1, {"x": "i8"})
+    with pytest.raises(ValueError, match="one entry per slot"):
+        mimocorb2._core.Writer(buf.core, [buf.views(0)])
+
+
 @pytest.mark.parametrize("bad", [1e20, float("inf"), float("nan"), -1.0, 2e9])
 def test_core_endpoints_refuse_impossible_timeouts_without_a_panic(bad):
     """The native classes themselves (not only the Python wrappers) give ValueError."""
     buf = mimoBuffer(f"timeouts-{uuid.uuid4().hex[:8]}", 2, 1, {"x": "i8"})
+    views = [buf.views(slot) for slot in range(buf.slot_count)]
     for cls in (mimocorb2._core.Reader, mimocorb2._core.Writer):
         with pytest.raises(ValueError, match="timeout"):
-            cls(buf, bad)
-    reader = mimocorb2._core.Reader(buf, None)
+            cls(buf.core, views, bad)
+    reader = mimocorb2._core.Reader(buf.core, views, None)
     with pytest.raises(ValueError, match="timeout"):
         reader.acquire(bad)

@@ -1,5 +1,6 @@
 """Type stubs of the native module ``mimocorb2._core`` (written by hand)."""
 
+from collections.abc import Sequence
 from typing import Any, final
 
 from numpy.typing import NDArray
@@ -94,11 +95,10 @@ class Buffer:
 class Writer:
     def __new__(
         cls,
-        buffer: Any,
+        buffer: Buffer,
+        views: Sequence[list[NDArray[Any]]],
         timeout: float | None = None,
         stamp: bool = False,
-        *args: Any,
-        **kwargs: Any,
     ) -> Writer: ...
     def __enter__(self) -> Any: ...
     def __exit__(self, exc_type: Any, _exc: Any = None, _tb: Any = None) -> bool: ...
@@ -114,7 +114,7 @@ class Writer:
     def stamp(self) -> bool: ...
     @stamp.setter
     def stamp(self, stamp: bool) -> None: ...
-    def write_batch(
+    def write_rows(
         self,
         src: NDArray[Any],
         count: int,
@@ -127,11 +127,10 @@ class Writer:
 class Reader:
     def __new__(
         cls,
-        buffer: Any,
+        buffer: Buffer,
+        views: Sequence[list[NDArray[Any]]],
         timeout: float | None = None,
         group: str | None = None,
-        *args: Any,
-        **kwargs: Any,
     ) -> Reader: ...
     @property
     def group_index(self) -> int: ...
@@ -143,11 +142,11 @@ class Reader:
     def release(self) -> None: ...
     def set_disposition(self, how: str) -> None: ...
     def mark_forward(self, writer: Writer) -> None: ...
-    def read_batch(self, dst: NDArray[Any], max: int, timeout: float | None = None) -> int: ...
+    def read_rows(self, dst: NDArray[Any], max: int, timeout: float | None = None) -> int: ...
 
 @final
 class Observer:
-    def __new__(cls, buffer: Any) -> Observer: ...
+    def __new__(cls, buffer: Buffer) -> Observer: ...
     def observe(self, dst: NDArray[Any], timeout: float | None = None) -> bool: ...
 
 @final

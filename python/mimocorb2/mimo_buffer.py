@@ -49,6 +49,12 @@ from mimocorb2.exceptions import LayoutMismatchError
 __all__ = ["BufferObserver", "BufferReader", "BufferWriter", "Interface", "mimoBuffer"]
 
 _TRASH = _core.TRASH
+_META = _core.METADATA_SIZE
+if METADATA_DTYPE.itemsize != _META:  # pragma: no cover - a build of another layout
+    raise ImportError(
+        f"mimocorb2._core stores {_META} bytes of metadata per slot, the package "
+        f"{METADATA_DTYPE.itemsize}: reinstall mimocorb2"
+    )
 os.register_at_fork(after_in_child=_core._after_fork)
 
 
@@ -139,8 +145,12 @@ class mimoBuffer:  # noqa: N801 - name fixed by the spec
         self.slot_byte_size = self.data_byte_size + self.metadata_byte_size
         self._pid = os.getpid()
         self._memory = np.frombuffer(core.memory(), dtype=np.uint8)
-        self._views: list[list[np.ndarray] | None] = [None] * self.slot_count
-        self._trash: list[np.ndarray] | None = None
+        self._views = _SlotViews(self, writable=True)
+
+    @property
+    def core(self) -> _core.Buffer:
+        """The native buffer of the Rust core (for the endpoints and the run control)."""
+        return self._core
 
     @classmethod
     def from_setup(cls, name: str, setup: Mapping[str, Any]) -> mimoBuffer:
@@ -180,30 +190,20 @@ class mimoBuffer:  # noqa: N801 - name fixed by the spec
         """A zero-filled array shaped like one event's data."""
         return np.zeros(self.data_length, dtype=self.data_dtype)
 
-    def _slot_views(self, slot: int) -> list[np.ndarray]:
-        """The ``[metadata, data]`` views of a slot (built once per slot)."""
-        if slot == _TRASH:
-            return self._trash_views()
-        views = self._views[slot]
-        if views is None:
-            views = self._views[slot] = self._new_views(slot)
-        return views
+    def views(self, slot: int) -> list[np.ndarray]:
+        """The writable ``[metadata, data]`` views of one slot, zero-copy, built once per slot.
 
-    def _new_views(self, slot: int) -> list[np.ndarray]:
-        """New ``[metadata, data]`` views of a slot (not cached)."""
-        start = self._core.slots_offset + slot * self._core.slot_stride
-        meta = self._memory[start : start + 24].view(METADATA_DTYPE)
-        data = self._memory[start + 24 : start + self.slot_byte_size].view(self.data_dtype)
-        return [meta, data]
+        For templates that hold a slot through :meth:`BufferWriter.acquire` and fill it before
+        :meth:`BufferWriter.commit`; a ``with`` block yields the same views by itself.
 
-    def _trash_views(self) -> list[np.ndarray]:
-        if self._trash is None:
-            raw = np.zeros(self.slot_byte_size + 8, dtype=np.uint8)
-            self._trash = [
-                raw[:24].view(METADATA_DTYPE),
-                raw[24 : self.slot_byte_size].view(self.data_dtype),
-            ]
-        return self._trash
+        Args:
+            slot: A slot index as returned by ``acquire``; ``TRASH`` (the slot of a paused
+                buffer) gives the views of a private discard slot.
+
+        Raises:
+            IndexError: For a slot index outside the buffer.
+        """
+        return self._views[slot]
 
     # ----- control -----
 
@@ -336,7 +336,7 @@ class Interface:
         self.slot_count = buffer.slot_count
         self.data_example = buffer.data_example
         self.metadata_example = buffer.metadata_example.copy()
-        self.is_shutdown = _ShutdownFlag(buffer._core)
+        self.is_shutdown = _ShutdownFlag(buffer.core)
         self.get_stats = buffer.get_stats
         self.shutdown_buffer = buffer.send_flush_event
 
@@ -370,7 +370,8 @@ class BufferWriter(_core.Writer, Interface):
         if not isinstance(buffer, mimoBuffer):
             raise TypeError(f"expected a mimoBuffer, got {type(buffer).__name__}")
         timeout = check_timeout(timeout, f"BufferWriter of buffer {buffer.name!r}")
-        return super().__new__(cls, _WriterViews(buffer), timeout, bool(stamp))
+        views = _SlotViews(buffer, writable=False)
+        return super().__new__(cls, buffer.core, views, timeout, bool(stamp))
 
     def __init__(self, buffer: mimoBuffer, timeout: float | None = None, stamp: bool = False):
         """Registers a writer with the buffer."""
@@ -462,9 +463,7 @@ class BufferWriter(_core.Writer, Interface):
         timeout = self.timeout if timeout is None else check_timeout(timeout, where)
         done = 0
         while done < k:
-            done += _core.Writer.write_batch(
-                self, rows[done:], k - done, with_meta, not with_meta, timeout
-            )
+            done += self.write_rows(rows[done:], k - done, with_meta, not with_meta, timeout)
         return k
 
     def send_flush_event(self) -> None:
@@ -488,30 +487,65 @@ def _batch_array(value: Any, dtype: np.dtype, what: str, where: str) -> np.ndarr
     raise ValueError(f"{where}: {what} must have the dtype {dtype}, got {value.dtype}")
 
 
-class _WriterViews:
-    """The slot views a :class:`BufferWriter` hands out: its own, read-only when created.
+class _SlotViews:
+    """The ``[metadata, data]`` views of every slot of one buffer, each built on first use.
 
-    The Rust writer fetches a slot's views once from ``_slot_views`` and caches them; giving
-    each writer its own arrays lets it switch them writable on entering a ``with`` block and
-    read-only on leaving it without affecting readers of the same buffer in this process.
+    Indexed by slot; ``TRASH`` gives the views of a private discard slot (a paused buffer's
+    writes land there). Each endpoint gets its own instance at construction and the Rust core
+    only indexes it, once per slot. A writer's views are read-only when built: it switches them
+    writable on entering a ``with`` block and back on leaving it, without affecting the views
+    of readers of the same buffer in this process.
+
+    Args:
+        buffer: The buffer whose slots to view.
+        writable: Whether the views are writable when built.
     """
 
-    __slots__ = ("_buffer", "_core")
+    __slots__ = (
+        "_cache",
+        "_count",
+        "_dtype",
+        "_memory",
+        "_offset",
+        "_size",
+        "_stride",
+        "_writable",
+    )
 
-    def __init__(self, buffer: mimoBuffer) -> None:
-        self._buffer = buffer
-        self._core = buffer._core
+    def __init__(self, buffer: mimoBuffer, writable: bool) -> None:
+        """Prepares the views of ``buffer`` (builds none yet)."""
+        core = buffer.core
+        self._memory = np.frombuffer(core.memory(), dtype=np.uint8)
+        self._offset: int = core.slots_offset
+        self._stride: int = core.slot_stride
+        self._count = buffer.slot_count
+        self._size = buffer.slot_byte_size
+        self._dtype = buffer.data_dtype
+        self._writable = writable
+        self._cache: dict[int, list[np.ndarray]] = {}
 
-    def _slot_views(self, slot: int) -> list[np.ndarray]:
-        buf = self._buffer
+    def __len__(self) -> int:
+        """One entry per slot."""
+        return self._count
+
+    def __getitem__(self, slot: int) -> list[np.ndarray]:
+        """The views of ``slot`` (``TRASH``: of the private discard slot)."""
+        views = self._cache.get(slot)
+        if views is not None:
+            return views
         if slot == _TRASH:
-            raw = np.zeros(buf.slot_byte_size + 8, dtype=np.uint8)
-            data = raw[24 : buf.slot_byte_size].view(buf.data_dtype)
-            views = [raw[:24].view(METADATA_DTYPE), data]
+            raw = np.zeros(self._size + 8, dtype=np.uint8)
+        elif isinstance(slot, int | np.integer) and 0 <= slot < self._count:
+            slot = int(slot)
+            start = self._offset + slot * self._stride
+            raw = self._memory[start : start + self._size]
         else:
-            views = buf._new_views(slot)
-        for view in views:
-            view.setflags(write=False)
+            raise IndexError(f"no slot {_preview(slot)} in a buffer of {self._count} slots")
+        views = [raw[:_META].view(METADATA_DTYPE), raw[_META : self._size].view(self._dtype)]
+        if not self._writable:
+            for view in views:
+                view.setflags(write=False)
+        self._cache[slot] = views
         return views
 
 
@@ -547,7 +581,8 @@ class BufferReader(_core.Reader, Interface):
         timeout = check_timeout(timeout, f"BufferReader of buffer {buffer.name!r}")
         if group is not None and not isinstance(group, str):
             raise TypeError(f"group must be a name (str) or None, got {type(group).__name__}")
-        return super().__new__(cls, buffer, timeout, group)
+        views = _SlotViews(buffer, writable=True)
+        return super().__new__(cls, buffer.core, views, timeout, group)
 
     def __init__(
         self, buffer: mimoBuffer, timeout: float | None = None, group: str | None = None
@@ -597,7 +632,7 @@ class BufferReader(_core.Reader, Interface):
         n = min(int(max_events), buf.slot_count)  # one hand-off never holds more
         out = np.empty(n, dtype=_record_dtype(buf))
         timeout = self.timeout if timeout is None else check_timeout(timeout, where)
-        k = _core.Reader.read_batch(self, out.view(np.uint8), n, timeout)
+        k = self.read_rows(out.view(np.uint8), n, timeout)
         if k == 0:
             return None, None
         return out["metadata"][:k], out["data"][:k]
@@ -623,12 +658,12 @@ class BufferObserver(Interface):
         """Creates an observer with its private copy of one event."""
         super().__init__(buffer)
         self._timeout = check_timeout(timeout, f"BufferObserver of buffer {buffer.name!r}")
-        self._o = _core.Observer(buffer)
-        self._core = buffer._core
+        self._core = buffer.core
+        self._o = _core.Observer(self._core)
         self._copy = np.zeros(buffer.slot_byte_size, dtype=np.uint8)
         self._views = [
-            self._copy[:24].view(METADATA_DTYPE),
-            self._copy[24:].view(buffer.data_dtype),
+            self._copy[:_META].view(METADATA_DTYPE),
+            self._copy[_META:].view(buffer.data_dtype),
         ]
 
     def __enter__(self) -> list[Any]:

@@ -409,7 +409,7 @@ class Importer(Base):
                     try:
                         slot = writer.acquire(timeout)
                         try:
-                            _copy_into(buffer._slot_views(slot)[1], data)
+                            _copy_into(buffer.views(slot)[1], data)
                         except BaseException:
                             writer.abort()
                             raise

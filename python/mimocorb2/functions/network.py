@@ -56,7 +56,6 @@ from typing import Any
 
 import numpy as np
 
-from mimocorb2 import _core
 from mimocorb2._dtypes import METADATA_DTYPE, dtype_from_json, dtype_to_json
 from mimocorb2.exceptions import BufferEndedError, BufferTimeoutError
 from mimocorb2.functions.importers._common import ConfigChecker
@@ -598,7 +597,7 @@ class _Sender:
     def read(self, timeout: float) -> tuple[np.ndarray, int] | None:
         """Up to ``max_events`` events of the source (None at its end); may time out."""
         out = np.empty(self.max_events, dtype=self.record)
-        k = _core.Reader.read_batch(self.reader, out.view(np.uint8), self.max_events, timeout)
+        k = self.reader.read_rows(out.view(np.uint8), self.max_events, timeout)
         if k == 0:
             return None
         return out, k
@@ -911,7 +910,7 @@ class _Receiver:
         done = 0
         while done < k:
             try:
-                n = _core.Writer.write_batch(self.writer, rows[done:], k - done, True, False, _POLL)
+                n = self.writer.write_rows(rows[done:], k - done, True, False, _POLL)
             except BufferTimeoutError:  # the sink is full: stay alive for the sender
                 self.ack()
                 continue

@@ -2,10 +2,8 @@
 //! Fast paths run with the GIL held (a hand-off takes well under a microsecond); waits release
 //! it in slices and let signals through.
 
-use std::sync::Arc;
-
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyList, PyTuple};
 
 use super::buffer::{with_bytes, with_bytes_mut};
 use super::ring::Buffer;
@@ -14,16 +12,33 @@ use crate::handles;
 use crate::ring::{Ring, TRASH};
 use crate::ring_protocol::Disposition as handles_disposition;
 
-/// The `[metadata, data]` view lists of a buffer's slots in this process, fetched once per slot
-/// from the Python buffer object's `_slot_views(slot)` and cached.
+/// The `[metadata, data]` views of a buffer's slots in this process: indexed once per slot in
+/// the sequence the Python endpoint built at construction (`views[TRASH]` gives the discard
+/// slot's views), then cached.
 #[derive(Debug)]
 struct SlotViews {
-    source: Option<Py<PyAny>>,
+    source: Py<PyAny>,
     cache: Vec<Option<Py<PyAny>>>,
     trash: Option<Py<PyAny>>,
 }
 
 impl SlotViews {
+    /// Takes `views`, a sequence of one `[metadata, data]` entry per slot of `ring`.
+    fn new(ring: &Ring, views: &Bound<'_, PyAny>) -> PyResult<SlotViews> {
+        let n = ring.slot_count() as usize;
+        let len = views.len()?;
+        if len != n {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "views: expected one entry per slot ({n}), got {len}"
+            )));
+        }
+        Ok(SlotViews {
+            source: views.clone().unbind(),
+            cache: (0..n).map(|_| None).collect(),
+            trash: None,
+        })
+    }
+
     fn get(&mut self, py: Python<'_>, slot: u32) -> PyResult<Py<PyAny>> {
         let cell = if slot == TRASH {
             &mut self.trash
@@ -35,10 +50,7 @@ impl SlotViews {
         if let Some(v) = cell {
             return Ok(v.clone_ref(py));
         }
-        let v = match &self.source {
-            Some(src) => src.call_method1(py, "_slot_views", (slot,))?,
-            None => (slot,).into_pyobject(py)?.into_any().unbind(),
-        };
+        let v = self.source.bind(py).get_item(slot)?.unbind();
         *cell = Some(v.clone_ref(py));
         Ok(v)
     }
@@ -48,38 +60,8 @@ impl SlotViews {
     }
 }
 
-/// Accepts a `_core.Buffer` or a Python object with a `_core` attribute holding one.
-fn resolve(buffer: &Bound<'_, PyAny>) -> PyResult<(Arc<Ring>, SlotViews)> {
-    let (core, source) = if let Ok(b) = buffer.cast::<Buffer>() {
-        (b.clone(), None)
-    } else {
-        {
-            let core = buffer.getattr("_core").map_err(|_| {
-                pyo3::exceptions::PyTypeError::new_err(format!(
-                    "expected a mimoBuffer, got {}",
-                    buffer
-                        .get_type()
-                        .name()
-                        .map_or_else(|_| "?".into(), |n| n.to_string())
-                ))
-            })?;
-            (core.cast_into::<Buffer>()?, Some(buffer.clone().unbind()))
-        }
-    };
-    let ring = core.get().ring.clone();
-    let n = ring.slot_count() as usize;
-    Ok((
-        ring,
-        SlotViews {
-            source,
-            cache: (0..n).map(|_| None).collect(),
-            trash: None,
-        },
-    ))
-}
-
 /// A writer endpoint (registers with the buffer on creation). Also the context manager of
-/// `mimocorb2.mimo_buffer.BufferWriter`, which subclasses it.
+/// `mimocorb2.mimo_buffer.BufferWriter`, which subclasses it and hands it the slot views.
 #[derive(Debug)]
 #[pyclass(module = "mimocorb2._core", subclass)]
 pub struct Writer {
@@ -91,20 +73,20 @@ pub struct Writer {
 
 #[pymethods]
 impl Writer {
-    /// `buffer` is a `_core.Buffer`, or a `mimoBuffer` (then `with` yields its slot views).
+    /// Registers a writer of `buffer`; `views[slot]` is what `with` yields for a slot.
     #[new]
-    #[pyo3(signature = (buffer, timeout=None, stamp=false, *_args, **_kwargs))]
+    #[pyo3(signature = (buffer, views, timeout=None, stamp=false))]
     fn new(
-        buffer: &Bound<'_, PyAny>,
+        buffer: &Bound<'_, Buffer>,
+        views: &Bound<'_, PyAny>,
         timeout: Option<f64>,
         stamp: bool,
-        _args: &Bound<'_, PyTuple>,
-        _kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Writer> {
-        let (core, views) = resolve(buffer)?;
+        let ring = buffer.get().ring.clone();
+        let views = SlotViews::new(&ring, views)?;
         self::timeout(timeout)?;
         Ok(Writer {
-            inner: handles::Writer::new(core)?,
+            inner: handles::Writer::new(ring)?,
             views,
             timeout,
             stamp,
@@ -181,9 +163,11 @@ impl Writer {
         self.inner.held()
     }
 
-    /// Writes up to `count` rows of `src` in one hand-off; returns how many were taken.
+    /// Writes up to `count` rows of `src` (raw slot rows: the data bytes of one event each, or
+    /// with `with_meta` its metadata followed by them) in one hand-off; returns how many were
+    /// taken.
     #[pyo3(signature = (src, count, with_meta=false, stamp=true, timeout=None))]
-    fn write_batch(
+    fn write_rows(
         &mut self,
         py: Python<'_>,
         src: &Bound<'_, PyAny>,
@@ -213,20 +197,20 @@ pub struct Reader {
 
 #[pymethods]
 impl Reader {
-    /// `buffer` is a `_core.Buffer`, or a `mimoBuffer` (then `with` yields its slot views).
+    /// A reader of `buffer` in reader group `group`; `views[slot]` is what `with` yields.
     #[new]
-    #[pyo3(signature = (buffer, timeout=None, group=None, *_args, **_kwargs))]
+    #[pyo3(signature = (buffer, views, timeout=None, group=None))]
     fn new(
-        buffer: &Bound<'_, PyAny>,
+        buffer: &Bound<'_, Buffer>,
+        views: &Bound<'_, PyAny>,
         timeout: Option<f64>,
         group: Option<&str>,
-        _args: &Bound<'_, PyTuple>,
-        _kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Reader> {
-        let (core, views) = resolve(buffer)?;
+        let ring = buffer.get().ring.clone();
+        let views = SlotViews::new(&ring, views)?;
         self::timeout(timeout)?;
         Ok(Reader {
-            inner: handles::Reader::with_group(core, group)?,
+            inner: handles::Reader::with_group(ring, group)?,
             views,
             timeout,
         })
@@ -300,10 +284,10 @@ impl Reader {
         Ok(self.inner.mark_forward(&writer.borrow().inner)?)
     }
 
-    /// Copies up to `max` events (metadata + data rows) into `dst`; returns how many, 0 at the
-    /// end of the stream.
+    /// Copies up to `max` events (raw rows of metadata + data bytes) into `dst`; returns how
+    /// many, 0 at the end of the stream.
     #[pyo3(signature = (dst, max, timeout=None))]
-    fn read_batch(
+    fn read_rows(
         &mut self,
         py: Python<'_>,
         dst: &Bound<'_, PyAny>,
@@ -328,11 +312,10 @@ pub struct Observer {
 #[pymethods]
 impl Observer {
     #[new]
-    fn new(buffer: &Bound<'_, PyAny>) -> PyResult<Observer> {
-        let (core, _) = resolve(buffer)?;
-        Ok(Observer {
-            inner: handles::Observer::new(core),
-        })
+    fn new(buffer: &Bound<'_, Buffer>) -> Observer {
+        Observer {
+            inner: handles::Observer::new(buffer.get().ring.clone()),
+        }
     }
 
     /// Copies the newest event newer than the last one seen into `dst` (metadata + data bytes);
