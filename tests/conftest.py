@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing.resource_tracker
 import os
 import uuid
@@ -14,6 +15,17 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # No run report (matplotlib, a few seconds per run) except in test_report.py, which turns it on.
 os.environ.setdefault("MIMOCORB2_REPORT", "0")
+
+
+def _same_qt_binding_for_pytest_qt() -> None:
+    """pytest-qt (qtbot) uses the binding mimocorb2._qt chooses (QT_API), not its own guess."""
+    from mimocorb2._qt import QtBindingError, binding
+
+    with contextlib.suppress(QtBindingError):  # no binding: the GUI tests skip themselves
+        os.environ.setdefault("PYTEST_QT_API", binding().lower())
+
+
+_same_qt_binding_for_pytest_qt()
 
 SHM_DIR = "/dev/shm"
 SHM_PREFIXES = ("mimocorb2", "psm_")

@@ -9,7 +9,6 @@ child interpreter).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -26,9 +25,9 @@ from mimocorb2.control import Control
 
 
 def _qt_installed() -> bool:
-    bindings = ("PyQt5", "PyQt6", "PySide6", "PySide2")
-    has_binding = any(importlib.util.find_spec(b) is not None for b in bindings)
-    return has_binding and importlib.util.find_spec("pyqtgraph") is not None
+    from mimocorb2._qt import binding_problem
+
+    return binding_problem() is None
 
 
 needs_qt = pytest.mark.skipif(
@@ -186,16 +185,14 @@ def csv_writer(io):
 IMAGE_STATS = """
 import json, sys
 import numpy as np
-from pyqtgraph.Qt import QtGui
+from mimocorb2._qt import QtGui, pg
 img = QtGui.QImage(sys.argv[1])
 if img.isNull():
     print(json.dumps({"ok": False}))
     sys.exit(0)
 img = img.convertToFormat(QtGui.QImage.Format.Format_RGB32)
 w, h = img.width(), img.height()
-ptr = img.constBits()
-ptr.setsize(img.sizeInBytes())
-a = np.frombuffer(ptr, dtype=np.uint8).reshape(h, img.bytesPerLine() // 4, 4)[:, :w, :3]
+a = pg.functions.ndarray_from_qimage(img)[..., :3]  # B, G, R (every binding)
 rgb = a[..., ::-1].astype(int)
 out = {"ok": True, "w": w, "h": h, "std": float(rgb.std()), "colors": {}}
 for name in sys.argv[2:]:
@@ -674,8 +671,7 @@ def test_histogram_files_are_read_under_the_exporter_lock(tmp_path):
 WINDOW_LOOP = textwrap.dedent(
     """
     import logging, sys
-    import pyqtgraph as pg
-    from pyqtgraph.Qt import QtCore, QtWidgets
+    from mimocorb2._qt import QtCore, QtWidgets, pg
     from mimocorb2 import _plotting
 
     logging.basicConfig(level=logging.INFO)

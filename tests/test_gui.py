@@ -20,16 +20,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("PyQt5")
-pytest.importorskip("pyqtgraph")
-pytest.importorskip("pytestqt")
+from mimocorb2._qt import binding_problem
 
-from PyQt5 import QtCore, QtGui
+if binding_problem() is not None:
+    pytest.skip(binding_problem(), allow_module_level=True)
+pytest.importorskip("pytestqt")
 
 from mimocorb2 import _gui
 from mimocorb2._gui import link
 from mimocorb2._gui.flow import layout
 from mimocorb2._gui.window import TABS, BufferManagerWindow
+from mimocorb2._qt import QtCore, QtGui, pg
 from mimocorb2.control import Control
 
 WORKERS = Path(__file__).parent / "pipelines" / "workers.py"
@@ -166,11 +167,10 @@ def wait_running(qtbot, run: Run, events: int = 200) -> None:
 
 
 def image_array(image: QtGui.QImage) -> np.ndarray:
-    image = image.convertToFormat(QtGui.QImage.Format_RGB32)
-    ptr = image.constBits()
-    ptr.setsize(image.byteCount())
-    rows = np.frombuffer(ptr, np.uint8).reshape(image.height(), image.bytesPerLine())
-    return rows[:, : image.width() * 4].reshape(image.height(), image.width(), 4)[..., :3].copy()
+    """(height, width, 3) RGB of ``image``, the same with every binding."""
+    image = image.convertToFormat(QtGui.QImage.Format.Format_RGB32)
+    bgra = pg.functions.ndarray_from_qimage(image)  # little endian: B, G, R, A
+    return bgra[..., 2::-1].copy()
 
 
 def colored_pixels(a: np.ndarray) -> int:
@@ -268,7 +268,7 @@ def test_pause_and_resume_roots(start_run, qtbot):
     w = run.window
     wait_running(qtbot, run)
     assert w.pause_button.text() == "Pause Roots"
-    qtbot.mouseClick(w.pause_button, QtCore.Qt.LeftButton)
+    qtbot.mouseClick(w.pause_button, QtCore.Qt.MouseButton.LeftButton)
     assert w.sent[-1] == ["buffer", "roots", "pause"]
     assert w.pause_button.text() == "Resume Roots"
     qtbot.waitUntil(lambda: run.root_stats()["paused"], timeout=5000)
@@ -289,7 +289,7 @@ def test_pause_and_resume_roots(start_run, qtbot):
         timeout=5000,
     )
 
-    qtbot.mouseClick(w.pause_button, QtCore.Qt.LeftButton)
+    qtbot.mouseClick(w.pause_button, QtCore.Qt.MouseButton.LeftButton)
     assert w.sent[-1] == ["buffer", "roots", "resume"]
     qtbot.waitUntil(lambda: run.root_stats()["event_count"] > count + 50, timeout=10_000)
     qtbot.waitUntil(lambda: w.roots_table.item(0, 4).text().startswith("running"), timeout=5000)
@@ -310,13 +310,13 @@ def test_shutdown_buttons_end_the_run(start_run, qtbot, button, command):
     wait_running(qtbot, run)
     if button == "kill_button":  # asks first: No keeps the workers running
         run.confirms.answer = False
-        qtbot.mouseClick(w.kill_button, QtCore.Qt.LeftButton)
+        qtbot.mouseClick(w.kill_button, QtCore.Qt.MouseButton.LeftButton)
         assert len(run.confirms) == 1 and "Kill all 6 worker processes" in run.confirms[0]
         assert w.sent == []
         qtbot.wait(300)
         assert run.alive() == 6
         run.confirms.answer = True
-    qtbot.mouseClick(getattr(w, button), QtCore.Qt.LeftButton)
+    qtbot.mouseClick(getattr(w, button), QtCore.Qt.MouseButton.LeftButton)
     assert w.sent == [command]
     qtbot.waitUntil(lambda: run.alive() == 0, timeout=15_000)
     # the window shows the final state, then closes itself; the control returns
@@ -343,7 +343,7 @@ def test_exit_asks_while_processes_run(start_run, qtbot):
     w = run.window
     wait_running(qtbot, run)
     run.confirms.answer = False
-    qtbot.mouseClick(w.exit_button, QtCore.Qt.LeftButton)
+    qtbot.mouseClick(w.exit_button, QtCore.Qt.MouseButton.LeftButton)
     assert len(run.confirms) == 1 and "processes still run" in run.confirms[0]
     assert w.isVisible() and w.sent == []
     qtbot.wait(300)
@@ -375,12 +375,12 @@ def test_keyboard_shortcuts_and_tooltips(start_run, qtbot):
         assert key in button.toolTip() and f"'{terminal}'" in button.toolTip()
     w.activateWindow()
     w.setFocus()
-    qtbot.keyClick(w, QtCore.Qt.Key_3, QtCore.Qt.ControlModifier)
+    qtbot.keyClick(w, QtCore.Qt.Key.Key_3, QtCore.Qt.KeyboardModifier.ControlModifier)
     assert w.tabs.currentIndex() == 2
-    qtbot.keyClick(w, QtCore.Qt.Key_P, QtCore.Qt.ControlModifier)
+    qtbot.keyClick(w, QtCore.Qt.Key.Key_P, QtCore.Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: w.sent == [["buffer", "roots", "pause"]], timeout=2000)  # animated
     qtbot.waitUntil(lambda: run.root_stats()["paused"], timeout=5000)
-    qtbot.keyClick(w, QtCore.Qt.Key_D, QtCore.Qt.ControlModifier)
+    qtbot.keyClick(w, QtCore.Qt.Key.Key_D, QtCore.Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: w.sent[-1] == ["buffer", "roots", "shutdown"], timeout=2000)
     qtbot.waitUntil(lambda: not run.thread.is_alive(), timeout=15_000)
 
@@ -393,14 +393,14 @@ def test_ctrl_p_pauses_and_resumes_again_and_again(start_run, qtbot):
     w.setFocus()
     expected = []
     for action in ("pause", "resume", "pause", "resume"):
-        qtbot.keyClick(w, QtCore.Qt.Key_P, QtCore.Qt.ControlModifier)
+        qtbot.keyClick(w, QtCore.Qt.Key.Key_P, QtCore.Qt.KeyboardModifier.ControlModifier)
         expected.append(["buffer", "roots", action])
         qtbot.waitUntil(lambda e=list(expected): w.sent == e, timeout=3000)
         label = "Resume Roots" if action == "pause" else "Pause Roots"
         assert w.pause_button.text() == label  # relabelled ...
         assert w.pause_button.shortcut().toString() == "Ctrl+P"  # ... and the key still works
     qtbot.waitUntil(lambda: not run.root_stats()["paused"], timeout=5000)
-    qtbot.keyClick(w, QtCore.Qt.Key_D, QtCore.Qt.ControlModifier)
+    qtbot.keyClick(w, QtCore.Qt.Key.Key_D, QtCore.Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: not run.thread.is_alive(), timeout=15_000)
 
 
@@ -466,7 +466,9 @@ def test_gui_that_dies_leaves_the_run_to_the_terminal(start_run, qtbot, capsys):
     assert run.root_stats()["event_count"] > count  # the run goes on
     run.control.commands.put(["buffer", "roots", "shutdown"])
     qtbot.waitUntil(lambda: not run.thread.is_alive(), timeout=15_000)
-    assert run.control.exit_code == 0
+    assert run.control.exit_code == 1  # the data are complete, but the GUI failed
+    assert "the GUI ended unexpectedly" in run.control.gui_failure
+    assert "the GUI failed (the GUI ended unexpectedly" in capsys.readouterr().err
 
 
 # ----- pieces -----
@@ -652,7 +654,8 @@ def test_cli_gui_process_killed_the_run_goes_on(tmp_path):
             proc.communicate()
     assert "the GUI ended unexpectedly" in err
     assert "the run continues in the terminal" in err
-    assert proc.returncode == 0, err
+    assert "mimocorb2: the GUI failed (the GUI ended unexpectedly" in err
+    assert proc.returncode == 1, err
 
 
 def test_cli_gui_without_display_runs_in_the_terminal(tmp_path):
@@ -670,7 +673,8 @@ def test_cli_gui_that_cannot_start_runs_in_the_terminal(tmp_path):
     proc, run_dir, _ = run_cli(
         tmp_path, "gui", {"QT_QPA_PLATFORM": "xcb", "DISPLAY": ":987", "WAYLAND_DISPLAY": None}
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # the data are complete, but the GUI failed
+    assert "mimocorb2: the GUI failed (the GUI could not start" in proc.stderr
     assert "the GUI could not start" in proc.stderr
     assert str(run_dir / "logs" / "gui.log") in proc.stderr  # where to read the details
     assert "the run continues in the terminal" in proc.stderr

@@ -7,7 +7,6 @@ Qt runs in child interpreters (offscreen), as in test_functions_plots.py.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,10 +16,10 @@ import textwrap
 import pytest
 
 from mimocorb2 import _gui, _qt_libs
+from mimocorb2._qt import binding_problem
 
 needs_qt = pytest.mark.skipif(
-    importlib.util.find_spec("PyQt5") is None or importlib.util.find_spec("pyqtgraph") is None,
-    reason="needs PyQt5 and pyqtgraph",
+    binding_problem() is not None, reason=f"needs Qt and pyqtgraph: {binding_problem()}"
 )
 
 
@@ -40,8 +39,7 @@ def run_child(code: str, **env: str) -> dict:
 
 STAY_OPEN = """
 import json, sys, time
-import pyqtgraph as pg
-from pyqtgraph.Qt import QtCore
+from mimocorb2._qt import QtCore, pg
 from mimocorb2 import _plotting
 
 stay = {"yes": True, "no": False, "default": None}[sys.argv[1]]
@@ -103,7 +101,7 @@ def test_stay_open_default(monkeypatch):
 HISTOGRAM_AXES = """
 import json
 import numpy as np
-import pyqtgraph as pg
+from mimocorb2._qt import pg
 from mimocorb2 import _plotting
 from mimocorb2.functions.visualizers import _layout
 
@@ -148,7 +146,7 @@ def test_histogram_axes_carry_field_and_unit_and_empty_is_0_to_1():
 LEGEND = """
 import json
 import numpy as np
-import pyqtgraph as pg
+from mimocorb2._qt import pg
 from mimocorb2 import _plotting
 
 app = _plotting.application()

@@ -17,7 +17,7 @@ from mimocorb2 import __version__
 
 
 def _has_display() -> bool:
-    """Whether the default mode opens the GUI: a display a user sees, and PyQt5/pyqtgraph."""
+    """Whether the default mode opens the GUI: a display a user sees, Qt and pyqtgraph."""
     from mimocorb2._gui import unavailable_reason
 
     return unavailable_reason(need_real_display=True) is None

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mimocorb2._qt import INSTALL_HINT
+
 __all__ = [
     "DISPLAYLESS_PLATFORMS",
     "application",
@@ -46,8 +48,6 @@ DISPLAYLESS_PLATFORMS = frozenset(
     {"offscreen", "minimal", "minimalegl", "vnc", "linuxfb", "eglfs", "webgl"}
 )
 """Qt platform plugins that need no window system (``QT_QPA_PLATFORM``)."""
-
-INSTALL_HINT = "pip install PyQt5 pyqtgraph"
 
 # matplotlib's default colour cycle ("tab10"); also the meaning of the names C0..C9.
 _TAB10 = (
@@ -79,8 +79,7 @@ _IMPORT_FAILED = 3
 _PROBE = (
     "import sys\n"
     "try:\n"
-    "    import pyqtgraph\n"
-    "    from pyqtgraph.Qt import QtWidgets\n"
+    "    from mimocorb2._qt import QtWidgets, pg\n"
     "except Exception as e:\n"
     "    print(e, file=sys.stderr)\n"
     f"    sys.exit({_IMPORT_FAILED})\n"
@@ -118,9 +117,13 @@ def _environment_problem() -> str | None:
 
 def _import_problem() -> str | None:
     """Why Qt or pyqtgraph cannot be imported, or None."""
+    from mimocorb2._qt import binding_problem
+
+    problem = binding_problem()
+    if problem is not None:
+        return _import_message(problem)
     try:
-        import pyqtgraph  # noqa: F401
-        from pyqtgraph.Qt import QtWidgets  # noqa: F401
+        from mimocorb2._qt import QtWidgets, pg  # noqa: F401
     except Exception as e:  # ImportError, or a missing system library
         return _import_message(str(e))
     return None
@@ -190,7 +193,7 @@ def display_problem(probe: bool = True) -> str | None:
     if not probe:
         return _import_problem()
     key = os.environ.get("QT_QPA_PLATFORM", "") + "|" + os.environ.get("DISPLAY", "")
-    key += "|" + os.environ.get("WAYLAND_DISPLAY", "")
+    key += "|" + os.environ.get("WAYLAND_DISPLAY", "") + "|" + os.environ.get("QT_API", "")
     if key not in _probe_result:
         _probe_result[key] = _probe_problem()
     return _probe_result[key]
@@ -273,7 +276,7 @@ def color(spec: Any, index: int = 0) -> Any:
     Raises:
         ValueError: For an unknown colour.
     """
-    import pyqtgraph as pg
+    from mimocorb2._qt import pg
 
     if spec is None:
         return pg.mkColor(_TAB10[index % len(_TAB10)])
@@ -334,7 +337,7 @@ def mark_finished(window: Any) -> None:
 def _qt_message_handler(logger: logging.Logger) -> Callable[..., None]:
     def handler(mode: Any, _context: Any, message: str) -> None:
         try:
-            from pyqtgraph.Qt import QtCore
+            from mimocorb2._qt import QtCore
 
             level = logging.DEBUG
             if mode in (QtCore.QtMsgType.QtCriticalMsg, QtCore.QtMsgType.QtFatalMsg):
@@ -352,7 +355,7 @@ def application(logger: logging.Logger | None = None) -> Any:
     Qt's own messages (e.g. warnings of the offscreen platform) go to ``logger``: errors
     as errors, the rest at debug level.
     """
-    from pyqtgraph.Qt import QtCore, QtWidgets
+    from mimocorb2._qt import QtCore, QtWidgets
 
     global _app, _qt_handler
     app = QtWidgets.QApplication.instance()
@@ -380,7 +383,7 @@ def legend_below(plot: Any, entries: int, columns: int = 5, **options: Any) -> A
     Returns:
         The LegendItem.
     """
-    import pyqtgraph as pg
+    from mimocorb2._qt import pg
 
     options.setdefault("labelTextSize", "8pt")
     legend = pg.LegendItem(colCount=max(1, min(entries, columns)), **options)
@@ -395,7 +398,7 @@ def save_screenshot(widget: Any, path: str | Path, logger: logging.Logger | None
     Returns:
         Whether the file was written.
     """
-    from pyqtgraph.Qt import QtWidgets
+    from mimocorb2._qt import QtWidgets
 
     app = QtWidgets.QApplication.instance()
     if app is not None:
@@ -472,7 +475,7 @@ def run_window(
     Returns:
         ``"ended"`` if the observed buffer ended, ``"closed"`` if the window was closed.
     """
-    from pyqtgraph.Qt import QtCore
+    from mimocorb2._qt import QtCore
 
     app = application(logger)
     state = _LoopState()

@@ -3,8 +3,8 @@
 When Qt cannot load its platform plugin (typically ``xcb`` on a fresh Debian or Ubuntu), it
 only prints "Could not load the Qt platform plugin ... even though it was found". The cause is
 almost always a missing shared library of the plugin: :func:`platform_plugin_hint` runs
-``ldd`` on the plugin of the installed PyQt5 and names the libraries that are not found and
-the ``apt-get`` command that installs them.
+``ldd`` on the plugin of the Qt binding in use (:mod:`mimocorb2._qt`) and names the libraries
+that are not found and the ``apt-get`` command that installs them.
 """
 
 from __future__ import annotations
@@ -53,13 +53,23 @@ def debian_package(library: str) -> str:
     return f"{name}-{version}" if name[-1].isdigit() else f"{name}{version}"
 
 
+_QT_DIRS = {"PyQt5": ("Qt5", "Qt"), "PyQt6": ("Qt6", "Qt"), "PySide6": ("Qt",)}
+"""Where each binding's wheel keeps Qt (``plugins/`` is inside)."""
+
+
 def plugin_path(platform: str = "xcb") -> Path | None:
-    """The platform plugin library of the installed PyQt5 (``libq<platform>.so``), or None."""
-    spec = importlib.util.find_spec("PyQt5")
+    """The platform plugin library of the Qt binding in use (``libq<platform>.so``), or None."""
+    from mimocorb2._qt import QtBindingError, binding
+
+    try:
+        name = binding()
+        spec = importlib.util.find_spec(name)
+    except (QtBindingError, ImportError, ValueError):
+        return None
     if spec is None or not spec.submodule_search_locations:
         return None
     for root in spec.submodule_search_locations:
-        for qt in ("Qt5", "Qt"):
+        for qt in _QT_DIRS[name]:
             path = Path(root) / qt / "plugins" / "platforms" / f"libq{platform}.so"
             if path.is_file():
                 return path
@@ -75,7 +85,7 @@ def missing_libraries(platform: str = "xcb", ldd_output: str | None = None) -> l
 
     Returns:
         Library file names in ``ldd``'s order, each once; empty when nothing is missing
-        or it cannot be told (no PyQt5, no ``ldd``).
+        or it cannot be told (no Qt binding, no ``ldd``).
     """
     if ldd_output is None:
         path = plugin_path(platform)

@@ -134,6 +134,7 @@ class Control:
         self._procs: list[dict[str, Any]] = []
         self._gui: Any = None  # mimocorb2._gui.GuiLink while a GUI window is connected
         self._remote: Any = None  # mimocorb2._remote.RemoteServer while served (serve())
+        self.gui_failure: str | None = None  # why the GUI process failed (the run exits 1)
         self._stopped_by_user: set[str] = set()  # processes ended by a worker shutdown command
         self._recent_deadtime = RecentDeadtime()
         self._tags = worker_tags(list(self.setup.workers))
@@ -459,6 +460,7 @@ class Control:
 
                 report_after_run(self.run_dir, self.setup)
                 self._gui_finish(final_stats)
+                self._report_gui_failure()
             finally:
                 if self._remote is not None:
                     self._remote.close()
@@ -540,6 +542,7 @@ class Control:
         if problem is None:
             return
         detail = _gui.gui_log_tail(self)
+        self.gui_failure = problem + (f": {detail}" if detail else "")
         print(
             f"mimocorb2: {problem}"
             + (f": {detail}" if detail else "")
@@ -579,6 +582,21 @@ class Control:
                 file=sys.stderr,
             )
             gui.wait_closed(None, interrupted)
+        code = gui.process.poll() if gui.process is not None else None
+        if code not in (None, 0) and not gui.exit_requested:
+            self.gui_failure = f"the GUI ended with exit code {code} ({_gui.gui_log_tail(self)})"
+
+    def _report_gui_failure(self) -> None:
+        """A GUI process that failed makes the run exit 1 (its data are complete)."""
+        if self.gui_failure is None:
+            return
+        self.exit_code = self.exit_code or 1
+        _log.error("the GUI failed: %s", self.gui_failure)
+        print(
+            f"mimocorb2: the GUI failed ({self.gui_failure}); the run's data are complete, "
+            f"but the exit code is {self.exit_code}",
+            file=sys.stderr,
+        )
 
     def _end_orphaned_buffers(self) -> None:
         """Shuts down a buffer whose readers have all ended, so its writers never block on it.

@@ -5,7 +5,7 @@ slows the data path. The control talks to it through :class:`~mimocorb2._gui.lin
 sends the statistics (≥ 2 Hz) and the worker output, and receives the commands of the buttons,
 which go into ``Control.commands`` exactly like the terminal's commands.
 
-When the GUI cannot run (no display, PyQt5/pyqtgraph missing, or the GUI process fails), the
+When the GUI cannot run (no display, no Qt binding or pyqtgraph, or the GUI process fails), the
 control prints why and the run continues in the terminal (``kbd``). When every worker has
 finished, the control returns as always; the window shows the final state for ``linger`` seconds
 (``MIMOCORB2_GUI_LINGER``, default 5) and closes itself unless the user presses *Keep open*,
@@ -16,7 +16,6 @@ This module imports no Qt: only the GUI process does.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -50,9 +49,11 @@ def unavailable_reason(need_real_display: bool = False) -> str | None:
         need_real_display: Ignore ``QT_QPA_PLATFORM=offscreen`` and similar (the default mode
             only opens a window a user can see).
     """
-    missing = [m for m in ("PyQt5", "pyqtgraph") if importlib.util.find_spec(m) is None]
-    if missing:
-        return f"the GUI needs {' and '.join(missing)} (pip install PyQt5 pyqtgraph)"
+    from mimocorb2._qt import binding_problem
+
+    problem = binding_problem()
+    if problem is not None:
+        return f"the GUI cannot use Qt: {problem}"
     if sys.platform in ("darwin", "win32"):
         return None
     platform = os.environ.get("QT_QPA_PLATFORM", "").split(":")[0].strip().lower()

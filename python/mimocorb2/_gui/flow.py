@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from PyQt5 import QtCore, QtGui, QtWidgets
+from mimocorb2._qt import QtCore, QtGui, QtWidgets
 
 Node = tuple[str, str]  # ("b", buffer) or ("w", worker)
 
@@ -82,8 +82,8 @@ class DataFlowView(QtWidgets.QGraphicsView):
     def __init__(self, setup: dict[str, Any], parent: QtWidgets.QWidget | None = None) -> None:
         """Draws the graph of ``setup`` (the GUI's setup message)."""
         super().__init__(parent)
-        self.setRenderHint(QtGui.QPainter.Antialiasing)
-        self.setBackgroundBrush(QtGui.QBrush(QtCore.Qt.white))
+        self.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing)
+        self.setBackgroundBrush(QtGui.QBrush(QtCore.Qt.GlobalColor.white))
         self.scene_ = QtWidgets.QGraphicsScene(self)
         self.setScene(self.scene_)
         self.setup = setup
@@ -125,7 +125,7 @@ class DataFlowView(QtWidgets.QGraphicsView):
             p1, p2 = self._boundary(a, cb), self._boundary(b, ca)
             pen = QtGui.QPen(QtGui.QColor("#555555"), 1.4)
             if dotted:
-                pen.setStyle(QtCore.Qt.DotLine)
+                pen.setStyle(QtCore.Qt.PenStyle.DotLine)
             s.addLine(QtCore.QLineF(p1, p2), pen)
             ang = math.atan2(p2.y() - p1.y(), p2.x() - p1.x())
             head = QtGui.QPolygonF(
@@ -151,11 +151,11 @@ class DataFlowView(QtWidgets.QGraphicsView):
             bar_bg = s.addRect(
                 QtCore.QRectF(r.center().x() - 45, r.center().y() - 3, 90, 7),
                 QtGui.QPen(QtGui.QColor("#777777"), 0.8),
-                QtGui.QBrush(QtCore.Qt.white),
+                QtGui.QBrush(QtCore.Qt.GlobalColor.white),
             )
             bar = s.addRect(
                 QtCore.QRectF(r.center().x() - 45, r.center().y() - 3, 0, 7),
-                QtGui.QPen(QtCore.Qt.NoPen),
+                QtGui.QPen(QtCore.Qt.PenStyle.NoPen),
                 QtGui.QBrush(_color(FILL_COLOR)),
             )
             text = s.addSimpleText(f"{info['slot_count']} slots", small)
@@ -228,7 +228,7 @@ class DataFlowView(QtWidgets.QGraphicsView):
     def fit(self) -> None:
         """Scales the graph to the view."""
         rect = self.scene_.itemsBoundingRect().adjusted(-20, -20, 20, 20)
-        self.fitInView(rect, QtCore.Qt.KeepAspectRatio)
+        self.fitInView(rect, QtCore.Qt.AspectRatioMode.KeepAspectRatio)
         if self.transform().m11() > MAX_ZOOM:  # a small graph: do not blow the text up
             self.resetTransform()
             self.scale(MAX_ZOOM, MAX_ZOOM)

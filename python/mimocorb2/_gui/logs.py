@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import collections
 
-from PyQt5 import QtGui, QtWidgets
+from mimocorb2._qt import QtGui, QtWidgets
 
 MAX_LOG_LINES = 50_000
 """Lines kept (and shown) at most; older ones are dropped."""
@@ -62,8 +62,8 @@ class LogTab(QtWidgets.QWidget):
         self.view = QtWidgets.QPlainTextEdit()
         self.view.setReadOnly(True)
         self.view.setMaximumBlockCount(MAX_LOG_LINES)
-        self.view.setLineWrapMode(QtWidgets.QPlainTextEdit.NoWrap)
-        font = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.FixedFont)
+        self.view.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.NoWrap)
+        font = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont)
         self.view.setFont(font)
         self.view.setPlaceholderText("the output of the workers appears here")
         layout.addWidget(self.view, 1)

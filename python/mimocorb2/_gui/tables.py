@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from PyQt5 import QtCore, QtGui, QtWidgets
-
 from mimocorb2._gui.colors import FAILED_COLOR, STOPPED_COLOR
+from mimocorb2._qt import QtCore, QtGui, QtWidgets
 from mimocorb2._recent import WINDOW_S
 
 
@@ -26,20 +25,22 @@ def last_error(failure: dict[str, Any]) -> str:
 
 def _item(text: str, align_right: bool = False) -> QtWidgets.QTableWidgetItem:
     item = QtWidgets.QTableWidgetItem(text)
-    item.setFlags(QtCore.Qt.ItemIsEnabled | QtCore.Qt.ItemIsSelectable)
+    item.setFlags(QtCore.Qt.ItemFlag.ItemIsEnabled | QtCore.Qt.ItemFlag.ItemIsSelectable)
     if align_right:
-        item.setTextAlignment(int(QtCore.Qt.AlignRight | QtCore.Qt.AlignVCenter))
+        item.setTextAlignment(
+            QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter
+        )
     return item
 
 
 def _fit_table(table: QtWidgets.QTableWidget, stretch: bool = True) -> None:
     table.verticalHeader().setVisible(False)
-    table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
-    table.setSelectionMode(QtWidgets.QAbstractItemView.NoSelection)
-    table.setFocusPolicy(QtCore.Qt.NoFocus)
+    table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.NoSelection)
+    table.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
     table.setWordWrap(False)
     header = table.horizontalHeader()
-    header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeToContents)
+    header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
     header.setStretchLastSection(stretch)
     table.setMinimumWidth(120)
     table.setMinimumHeight(
@@ -96,7 +97,9 @@ class StatusTables(QtWidgets.QWidget):
         for i, w in enumerate(worker_names):
             self.workers_table.setItem(i, 0, _item(w))
         _fit_table(self.workers_table)
-        self.workers_table.setTextElideMode(QtCore.Qt.ElideLeft)  # the error is at the end
+        self.workers_table.setTextElideMode(
+            QtCore.Qt.TextElideMode.ElideLeft
+        )  # the error is at the end
         layout.addWidget(self.workers_table)
         row.addWidget(roots_box, 1)
         row.addWidget(workers_box, 1)

@@ -11,8 +11,6 @@ import math
 from typing import Any
 
 import numpy as np
-import pyqtgraph as pg
-from PyQt5 import QtCore, QtGui
 
 from mimocorb2._gui.colors import (
     ALIVE_COLOR,
@@ -24,6 +22,7 @@ from mimocorb2._gui.colors import (
     PALETTE,
 )
 from mimocorb2._plotting import legend_below
+from mimocorb2._qt import QtCore, QtGui, pg
 
 HISTORY_S = 60.0
 """Seconds of history shown by the rate and CPU plots."""
@@ -99,9 +98,11 @@ class CpuPlot(pg.PlotWidget):
         self.curves = {}
         for i, w in enumerate(names):
             if w in ("control", "gui"):
-                style = QtCore.Qt.DashLine
+                style = QtCore.Qt.PenStyle.DashLine
             else:  # the colours repeat after ten workers: dotted then
-                style = QtCore.Qt.SolidLine if i < len(PALETTE) else QtCore.Qt.DotLine
+                style = (
+                    QtCore.Qt.PenStyle.SolidLine if i < len(PALETTE) else QtCore.Qt.PenStyle.DotLine
+                )
             pen = pg.mkPen(PALETTE[i % len(PALETTE)], width=2, style=style)
             self.curves[w] = self.plot([], [], pen=pen, name=w)
         self.setYRange(0, 100, padding=0.02)
@@ -217,7 +218,7 @@ class FillPlot(pg.PlotWidget):
             width=np.zeros(m),
             height=0.6,
             brush=QtGui.QBrush(QtGui.QColor(40, 40, 40, 90)),
-            pen=pg.mkPen("#222222", width=2, style=QtCore.Qt.DashLine),
+            pen=pg.mkPen("#222222", width=2, style=QtCore.Qt.PenStyle.DashLine),
         )
         self.addItem(self.ended_bars)
         self.texts = []

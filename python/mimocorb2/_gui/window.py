@@ -16,14 +16,13 @@ from typing import Any
 
 import numpy as np
 import psutil
-import pyqtgraph as pg
-from PyQt5 import QtCore, QtGui, QtWidgets
 
 from mimocorb2._gui.colors import ALIVE_COLOR, FAILED_COLOR, STOPPED_COLOR
 from mimocorb2._gui.flow import DataFlowView
 from mimocorb2._gui.logs import LogTab
 from mimocorb2._gui.tables import StatusTables, last_error
 from mimocorb2._gui.tabs import HISTORY_S, MIN_RATE, CpuPlot, FillPlot, ProcessPlot, RatePlot
+from mimocorb2._qt import QtCore, QtGui, QtWidgets, pg
 
 TABS = ("Rates", "CPU", "Processes", "Buffers", "Logs", "Data Flow")
 
@@ -157,7 +156,7 @@ class BufferManagerWindow(QtWidgets.QMainWindow):
         outer.setContentsMargins(8, 6, 8, 6)
 
         self.banner = QtWidgets.QFrame()
-        self.banner.setFrameShape(QtWidgets.QFrame.StyledPanel)
+        self.banner.setFrameShape(QtWidgets.QFrame.Shape.StyledPanel)
         banner_row = QtWidgets.QHBoxLayout(self.banner)
         banner_row.setContentsMargins(8, 4, 8, 4)
         self.banner_label = QtWidgets.QLabel()
@@ -185,12 +184,14 @@ class BufferManagerWindow(QtWidgets.QMainWindow):
         outer.addLayout(status)
         self.failure_label = QtWidgets.QLabel()
         self.failure_label.setWordWrap(True)
-        self.failure_label.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        self.failure_label.setTextInteractionFlags(
+            QtCore.Qt.TextInteractionFlag.TextSelectableByMouse
+        )
         self.failure_label.setStyleSheet(f"color: {FAILED_COLOR}")
         self.failure_label.hide()
         outer.addWidget(self.failure_label)
 
-        splitter = self.splitter = QtWidgets.QSplitter(QtCore.Qt.Vertical)
+        splitter = self.splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         splitter.setChildrenCollapsible(False)
         splitter.splitterMoved.connect(self._splitter_moved)
         self.tables = StatusTables(self.roots, self.worker_names, self.setup["workers"])
@@ -216,7 +217,7 @@ class BufferManagerWindow(QtWidgets.QMainWindow):
         self.tabs.addTab(self.flow_view, "Data Flow")
         for i in range(self.tabs.count()):
             self.tabs.setTabToolTip(i, f"Ctrl+{i + 1}")
-            shortcut = QtWidgets.QShortcut(QtGui.QKeySequence(f"Ctrl+{i + 1}"), self)
+            shortcut = QtGui.QShortcut(QtGui.QKeySequence(f"Ctrl+{i + 1}"), self)
             shortcut.activated.connect(lambda i=i: self.tabs.setCurrentIndex(i))
         splitter.addWidget(self.tabs)
         splitter.setStretchFactor(0, 0)
@@ -246,7 +247,7 @@ class BufferManagerWindow(QtWidgets.QMainWindow):
         outer.addLayout(buttons)
         self.setCentralWidget(central)
         run_dir = QtWidgets.QLabel(f"run directory: {self.setup.get('run_dir', '')}")
-        run_dir.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        run_dir.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
         self.statusBar().addPermanentWidget(run_dir)
         self.statusBar().showMessage("waiting for the statistics of the control")
 
@@ -309,10 +310,10 @@ class BufferManagerWindow(QtWidgets.QMainWindow):
             self,
             "mimocorb2",
             text,
-            QtWidgets.QMessageBox.Yes | QtWidgets.QMessageBox.No,
-            QtWidgets.QMessageBox.No,
+            QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No,
+            QtWidgets.QMessageBox.StandardButton.No,
         )
-        return answer == QtWidgets.QMessageBox.Yes
+        return answer == QtWidgets.QMessageBox.StandardButton.Yes
 
     def processes_alive(self) -> int:
         """Processes alive according to the newest statistics (0 once the run finished)."""
@@ -525,8 +526,12 @@ def run_window(endpoint: Any, setup: dict[str, Any]) -> int:
     app.setApplicationName("mimocorb2")
     window = BufferManagerWindow(endpoint, setup)
     window.show()
-    print(f"mimocorb2 GUI: window shown (Qt platform {app.platformName()})", file=sys.stderr)
-    code = app.exec_()
+    print(
+        f"mimocorb2 GUI: window shown (Qt platform {app.platformName()}) with "
+        f"{pg.Qt.VERSION_INFO}",
+        file=sys.stderr,
+    )
+    code = app.exec()
     endpoint.close()
     print(
         f"mimocorb2 GUI: window closed after {window.stats_received} statistics updates",

@@ -201,8 +201,7 @@ def oscilloscope(buffer_io: BufferIO) -> None:
         return
     colors = _colors(buffer_io, channels)
 
-    import pyqtgraph as pg
-    from pyqtgraph.Qt import QtCore
+    from mimocorb2._qt import QtCore, pg
 
     _plotting.application(buffer_io.logger)
     buffer_name = observer.buffer.name

@@ -67,7 +67,7 @@ class _HistogramPlot:
     def __init__(
         self, plot: Any, name: str, plot_type: str, color: Any, unit: str | None = None
     ) -> None:
-        import pyqtgraph as pg
+        from mimocorb2._qt import pg
 
         self.plot = plot
         self.name = name
@@ -186,7 +186,7 @@ def _open_window(io: BufferIO, function: str, title: str) -> Any:
     if _plotting.skip_without_display(io, function):
         return None
 
-    import pyqtgraph as pg
+    from mimocorb2._qt import pg
 
     _plotting.application(io.logger)
     window = pg.GraphicsLayoutWidget()
