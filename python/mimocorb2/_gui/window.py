@@ -527,8 +527,7 @@ def run_window(endpoint: Any, setup: dict[str, Any]) -> int:
     window = BufferManagerWindow(endpoint, setup)
     window.show()
     print(
-        f"mimocorb2 GUI: window shown (Qt platform {app.platformName()}) with "
-        f"{pg.Qt.VERSION_INFO}",
+        f"mimocorb2 GUI: window shown (Qt platform {app.platformName()}) with {pg.Qt.VERSION_INFO}",
         file=sys.stderr,
     )
     code = app.exec()
