@@ -281,3 +281,13 @@ def test_run_worker_keeps_sinks_open_for_a_restart(buffers, tmp_path):
     assert not buffers["out"].flush_event_received  # left for the replacement process
     assert run_worker(lambda buffer_io: None, io) == 0  # a normal end still ends the sinks
     assert buffers["out"].flush_event_received
+
+
+def test_end_sinks_is_the_one_rule(buffers, tmp_path):
+    io = BufferIO("rule", [], [buffers["out"]], [], {}, tmp_path, tmp_path)
+    io.shutdown_sinks_on_error = False
+    io.end_sinks(failed=True)  # a process to be restarted keeps its sinks open
+    assert not buffers["out"].flush_event_received
+    io.shutdown_sinks_on_error = True
+    io.end_sinks(failed=True)
+    assert buffers["out"].flush_event_received

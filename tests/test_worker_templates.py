@@ -866,3 +866,20 @@ def test_exporter_break_is_a_normal_end(make_buffer, tmp_path):
     for _data, _metadata in Exporter(io):
         break
     assert sink.flush_event_received
+
+
+def test_result_checks_return_problems_without_side_effects():
+    from mimocorb2._template_helpers import (
+        _filter_targets,
+        _processor_result_problem,
+        _ResultProblem,
+    )
+
+    assert list(_filter_targets(2, True)) == [0, 1]
+    assert _filter_targets(2, [0, 1]) == [1]
+    short = _filter_targets(2, [True])
+    assert isinstance(short, _ResultProblem) and "1 entries for 2 sink(s)" in short.message
+    odd = _filter_targets(2, [np.zeros(3), 1])
+    assert isinstance(odd, _ResultProblem) and isinstance(odd.exception, ValueError)
+    assert _processor_result_problem([1, 2], 2) is None
+    assert "got 1 entries" in _processor_result_problem([1], 2).message

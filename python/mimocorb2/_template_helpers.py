@@ -3,21 +3,21 @@
 The public classes (the errors and the templates) live in :mod:`mimocorb2.worker_templates`,
 so that they pickle and are documented under that name; this module holds what they are built
 from: the common base of the two errors and its message formatting, the byte-copy helpers of
-the event loops, the short descriptions used in error messages, the guard that shuts a
-template's sinks down when its loop ends, and the checks of what a Filter's or a Processor's
-user function returned.
+the event loops, the short descriptions used in error messages, the guard that ends a
+template's sinks when its loop ends, and the checks of what a Filter's or a Processor's user
+function returned (they return what is wrong; the template raises).
 """
 
 from __future__ import annotations
 
 import pickle
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from mimocorb2.worker_templates import Base, Filter, Processor
+    from mimocorb2.mimo_worker import BufferIO
 
 
 # ----- errors -----
@@ -113,16 +113,16 @@ def _plural(n: int, word: str) -> str:
 
 
 class _SinkGuard:
-    """Ends a template's sinks on leaving: an ``Exception`` counts as failure.
+    """Ends a worker's sinks on leaving (``BufferIO.end_sinks``); an ``Exception`` is a failure.
 
     ``GeneratorExit`` (the consumer of an Exporter stopped early) and ``KeyboardInterrupt``
     (an orderly stop) end the sinks like a normal end.
     """
 
-    __slots__ = ("_template",)
+    __slots__ = ("_io",)
 
-    def __init__(self, template: Base) -> None:
-        self._template = template
+    def __init__(self, io: BufferIO) -> None:
+        self._io = io
 
     def __enter__(self) -> None:
         return None
@@ -133,52 +133,48 @@ class _SinkGuard:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._template._end_sinks(failed=exc_type is not None and issubclass(exc_type, Exception))
+        self._io.end_sinks(failed=exc_type is not None and issubclass(exc_type, Exception))
 
 
 # ----- result checking -----
 
 
-def _filter_targets(template: Filter, result: Any, data: np.ndarray) -> range | list[int]:
-    """The sink indices a Filter's ufunc result selects; raises the template's UfuncError."""
-    n = len(template.write)
+class _ResultProblem(NamedTuple):
+    """What is wrong with the result of a user function, for the template's UfuncError."""
+
+    message: str
+    exception: BaseException | None = None
+
+
+def _filter_targets(n: int, result: Any) -> range | list[int] | _ResultProblem:
+    """The indices of the ``n`` sinks a Filter's ufunc result selects, or what is wrong."""
     if result is None:
         return []
     if isinstance(result, list | tuple) or (isinstance(result, np.ndarray) and result.ndim > 0):
         if len(result) != n:
-            raise template._fail(
+            return _ResultProblem(
                 f"the filter function returned {len(result)} entries for {n} sink(s); "
-                "return one bool per sink (or a single bool for all)",
-                ufunc_input=data.copy(),
-                ufunc_output=result,
+                "return one bool per sink (or a single bool for all)"
             )
         try:
             return [i for i in range(n) if bool(result[i])]
         except (TypeError, ValueError) as e:
-            raise template._fail(
-                "the filter function must return bools, one per sink",
-                e,
-                ufunc_input=data.copy(),
-                ufunc_output=result,
-            ) from e
+            return _ResultProblem("the filter function must return bools, one per sink", e)
     if isinstance(result, bool | np.bool_ | int | np.integer | np.ndarray):
         return range(n) if result else []
     if not result:
         return []
-    raise template._fail(
-        f"the filter function must return a bool or a list of bools, got {_given(result)}",
-        ufunc_input=data.copy(),
-        ufunc_output=result,
+    return _ResultProblem(
+        f"the filter function must return a bool or a list of bools, got {_given(result)}"
     )
 
 
-def _check_processor_result(template: Processor, result: Any, n: int, data: np.ndarray) -> None:
-    """Raises the template's UfuncError unless a Processor's ufunc result is a list of ``n``."""
+def _processor_result_problem(result: Any, n: int) -> _ResultProblem | None:
+    """What is wrong with a Processor's ufunc result unless it is a list of ``n`` results."""
     if not isinstance(result, list | tuple) or len(result) != n:
         got = f"{len(result)} entries" if isinstance(result, list | tuple) else _given(result)
-        raise template._fail(
+        return _ResultProblem(
             f"the processor function must return None or a list with one "
-            f"result per sink ({n}), got {got}",
-            ufunc_input=data.copy(),
-            ufunc_output=result,
+            f"result per sink ({n}), got {got}"
         )
+    return None

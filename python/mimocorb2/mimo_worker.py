@@ -290,11 +290,24 @@ class BufferIO:
                     "worker '%s': ending sink '%s' failed", self.name, writer.name
                 )
 
+    def end_sinks(self, failed: bool) -> None:
+        """Ends the sinks at the end of the worker: the one rule for when they end.
+
+        After a normal end (also an orderly stop) the sinks always end. After a failure (an
+        exception, a setup error) they end only if ``shutdown_sinks_on_error``: a process that
+        will be restarted leaves them open for its replacement.
+
+        Args:
+            failed: Whether the worker ends through a failure.
+        """
+        if not failed or self.shutdown_sinks_on_error:
+            self.shutdown_sinks()
+
     def __getitem__(self, key: str) -> Any:
         """Returns the configuration value of ``key``.
 
-        A missing key is a setup error of the worker: it is logged, the sinks are shut down
-        (so that the pipeline drains) and a KeyError is raised.
+        A missing key is a setup error of the worker: it is logged, the sinks end as after any
+        failure (see :meth:`end_sinks`, so that the pipeline drains) and a KeyError is raised.
 
         Raises:
             KeyError: If the configuration has no ``key``.
@@ -308,7 +321,7 @@ class BufferIO:
             f"(available keys: {available}); add it to the worker's config in the setup"
         )
         self.logger.error(message)
-        self.shutdown_sinks()
+        self.end_sinks(failed=True)
         raise KeyError(message)
 
     def __contains__(self, key: object) -> bool:
@@ -388,6 +401,5 @@ def run_worker(function: Callable[[BufferIO], Any], buffer_io: BufferIO) -> int:
                 end="",
             )
     finally:
-        if code in (0, 130) or getattr(buffer_io, "shutdown_sinks_on_error", True):
-            buffer_io.shutdown_sinks()
+        buffer_io.end_sinks(failed=code not in (0, 130))
     return code

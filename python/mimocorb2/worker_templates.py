@@ -29,13 +29,14 @@ import numpy as np
 
 from mimocorb2._template_helpers import (
     _ByteViews,
-    _check_processor_result,
     _copy_into,
     _describe,
     _filter_targets,
     _given,
     _picklable,
     _plural,
+    _processor_result_problem,
+    _ResultProblem,
     _SinkGuard,
     _WorkerError,
 )
@@ -210,12 +211,12 @@ class Base:
                 )
 
     def _setup_error(self, message: str) -> SetupError:
-        """Shuts the sinks down (see :meth:`_end_sinks`) and returns the SetupError to raise.
+        """Ends the sinks after a failure (``BufferIO.end_sinks``); returns the SetupError.
 
         Downstream workers then see the end of their streams, also when the worker function
         is called directly with a hand-made BufferIO (a Control would do it after the error).
         """
-        self._end_sinks(failed=True)
+        self.io.end_sinks(failed=True)
         return SetupError(self, message)
 
     def drain_sources(self) -> None:
@@ -279,18 +280,9 @@ class Base:
         )
         self.drain_sources()
 
-    def _end_sinks(self, failed: bool) -> None:
-        """Shuts the sinks down at the end of the loop.
-
-        After a failure this is skipped when the BufferIO's ``shutdown_sinks_on_error`` is
-        false: a worker that will be restarted keeps its sinks open for its replacement.
-        """
-        if not failed or getattr(self.io, "shutdown_sinks_on_error", True):
-            self.shutdown_sinks()
-
     def _sink_guard(self) -> _SinkGuard:
         """Context manager that ends the sinks when the template's loop ends."""
-        return _SinkGuard(self)
+        return _SinkGuard(self.io)
 
     def _results(
         self, ufunc: Callable[[np.ndarray], Any], kind: str
@@ -320,9 +312,15 @@ class Base:
                 return
 
     def _fail(self, message: str, exception: BaseException | None = None, **kw: Any) -> UfuncError:
-        """Shuts the sinks down (see :meth:`_end_sinks`) and returns the UfuncError to raise."""
-        self._end_sinks(failed=True)
+        """Ends the sinks after a failure (``BufferIO.end_sinks``); returns the UfuncError."""
+        self.io.end_sinks(failed=True)
         return UfuncError(self, message, exception, **kw)
+
+    def _bad_result(self, problem: _ResultProblem, data: np.ndarray, result: Any) -> UfuncError:
+        """The UfuncError (sinks ended) for a user function's result that does not fit."""
+        return self._fail(
+            problem.message, problem.exception, ufunc_input=data.copy(), ufunc_output=result
+        )
 
 
 class Importer(Base):
@@ -547,7 +545,10 @@ class Filter(Base):
             raise self._fail(f"the Filter needs a function, got {_given(ufunc)}")
         with self._sink_guard(), closing(self._results(ufunc, "filter")) as events:
             for metadata, data, result in events:
-                for i in _filter_targets(self, result, data):
+                targets = _filter_targets(len(self.write), result)
+                if isinstance(targets, _ResultProblem):
+                    raise self._bad_result(targets, data, result) from targets.exception
+                for i in targets:
                     self._copy_event(i, metadata, data)
 
 
@@ -628,7 +629,9 @@ class Processor(Base):
             for metadata, data, result in events:
                 if result is None:
                     continue
-                _check_processor_result(self, result, n, data)
+                problem = _processor_result_problem(result, n)
+                if problem is not None:
+                    raise self._bad_result(problem, data, result) from problem.exception
                 for i, value in enumerate(result):
                     if value is not None:
                         self._write_result(i, metadata, value, data, result)

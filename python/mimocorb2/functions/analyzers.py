@@ -258,6 +258,5 @@ def pha(buffer_io: BufferIO) -> None:
         failed = True
         raise
     finally:
-        if not failed or getattr(io, "shutdown_sinks_on_error", True):
-            io.shutdown_sinks()
+        io.end_sinks(failed)
         io.logger.info("worker '%s': %d events, %d peaks", io.name, n_in, n_out)

@@ -210,10 +210,9 @@ def _run_guarded(io: BufferIO, body: Callable[[], None]) -> None:
     try:
         body()
     except Exception:
-        if getattr(io, "shutdown_sinks_on_error", True):
-            io.shutdown_sinks()
+        io.end_sinks(failed=True)
         raise
-    io.shutdown_sinks()
+    io.end_sinks(failed=False)
 
 
 # ----- drain -----

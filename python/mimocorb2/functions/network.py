@@ -230,8 +230,7 @@ def _setup(io: BufferIO, role: str) -> tuple[Settings, Any]:
     if problem:
         errors.append(problem)
     if errors or settings is None:
-        if getattr(io, "shutdown_sinks_on_error", True):
-            io.shutdown_sinks()
+        io.end_sinks(failed=True)
         lines = "\n  - ".join(errors)
         raise SetupError(io.name, f"network.{role}: invalid configuration:\n  - {lines}")
     return settings, importlib.import_module("zmq")
@@ -800,8 +799,7 @@ def sender(buffer_io: BufferIO) -> None:
     """
     exporter = Exporter(buffer_io)
     if exporter.write:
-        if getattr(buffer_io, "shutdown_sinks_on_error", True):
-            buffer_io.shutdown_sinks()
+        buffer_io.end_sinks(failed=True)
         raise SetupError(
             buffer_io.name,
             f"network.sender has no sinks, but the setup gives {buffer_io.buffer_names_out}; "
@@ -1074,8 +1072,7 @@ def receiver(buffer_io: BufferIO) -> None:
     try:
         link = _Link(zmq, settings)
     except NetworkError as e:
-        if getattr(buffer_io, "shutdown_sinks_on_error", True):
-            buffer_io.shutdown_sinks()
+        buffer_io.end_sinks(failed=True)
         raise NetworkError(f"worker '{buffer_io.name}': {e}") from None
     state = _Receiver(importer, settings, link)
     try:
@@ -1086,8 +1083,7 @@ def receiver(buffer_io: BufferIO) -> None:
     finally:
         _write_note(buffer_io, state.note())
         link.close(1.0)
-        if not failed or getattr(buffer_io, "shutdown_sinks_on_error", True):
-            buffer_io.shutdown_sinks()
+        buffer_io.end_sinks(failed)
         importer.logger.info(
             "worker '%s': received %d event(s) in %d session(s)",
             buffer_io.name,

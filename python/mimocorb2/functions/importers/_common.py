@@ -212,15 +212,9 @@ def as_dtype(sink_dtype: Any) -> np.dtype | None:
 # ----- ending a worker -----
 
 
-def end_sinks(io: BufferIO, failed: bool) -> None:
-    """Shuts the sinks down; after a failure only if the worker will not be restarted."""
-    if not failed or getattr(io, "shutdown_sinks_on_error", True):
-        io.shutdown_sinks()
-
-
 def config_error(io: BufferIO, function: str, errors: list[str]) -> SetupError:
     """Ends the sinks and returns the SetupError listing configuration problems."""
-    end_sinks(io, failed=True)
+    io.end_sinks(failed=True)
     lines = "\n  - ".join(errors)
     return SetupError(io.name, f"{function}: invalid configuration:\n  - {lines}")
 

@@ -33,7 +33,6 @@ from mimocorb2.functions.importers._common import (
     as_dtype,
     config_error,
     dtype_text,
-    end_sinks,
 )
 from mimocorb2.mimo_buffer import BufferWriter
 from mimocorb2.mimo_worker import BufferIO
@@ -653,7 +652,7 @@ def source(buffer_io: BufferIO) -> None:
     try:
         ps = load_driver(buffer_io.config, buffer_io.setup_dir)
     except DeviceError as e:
-        end_sinks(buffer_io, failed=True)
+        buffer_io.end_sinks(failed=True)
         raise SetupError(buffer_io.name, f"importers.picoscope.source: {e}") from e
     writer.stamp = True
 
@@ -667,13 +666,13 @@ def source(buffer_io: BufferIO) -> None:
     except (StopRequested, BufferEndedError):
         log.info("worker '%s': the sink was shut down; stopping the acquisition", buffer_io.name)
     except DeviceError as e:
-        end_sinks(buffer_io, failed=True)
+        buffer_io.end_sinks(failed=True)
         raise UfuncError(buffer_io.name, f"PicoScope: {e}") from e
     finally:
         scope.close()
     if scope.overflows:
         log.warning("PicoScope: %d waveforms had an over-range channel", scope.overflows)
-    end_sinks(buffer_io, failed=False)
+    buffer_io.end_sinks(failed=False)
     log.info("worker '%s': %d waveforms received; done", buffer_io.name, scope.done)
 
 

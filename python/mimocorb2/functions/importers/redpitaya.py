@@ -22,7 +22,6 @@ from mimocorb2.functions.importers._common import (
     DeviceError,
     StopRequested,
     config_error,
-    end_sinks,
     sleep_unless,
 )
 from mimocorb2.functions.importers._mcpha import McphaClient
@@ -205,9 +204,9 @@ def waveform(buffer_io: BufferIO) -> None:
     try:
         received = _acquire(settings, writer, log, buffer_io.name)
     except DeviceError as e:
-        end_sinks(buffer_io, failed=True)
+        buffer_io.end_sinks(failed=True)
         raise UfuncError(buffer_io.name, f"RedPitaya at {settings.address}: {e}") from e
-    end_sinks(buffer_io, failed=False)
+    buffer_io.end_sinks(failed=False)
     log.info("worker '%s': %d waveforms received; done", buffer_io.name, received)
 
 
