@@ -10,9 +10,9 @@
 //! - `c`: the parent holds the first [`HOLD`] events in it (one reader each) while the child
 //!   reads them in `a`, so their slots are read by two groups at the crash.
 //!
-//! For every fault point of [`POINTS`], every path of [`PATHS`] and every k of [`KS`] the child
-//! dies (abort, as `kill -9` would end it) the k-th time it reaches the point. The parent then
-//! recovers as the supervisor does and checks:
+//! For every fault point of [`mimocorb2_core::fault::POINTS`], every path of [`PATHS`] and
+//! every k of [`crash::KS`] the child dies (abort, as `kill -9` would end it) the k-th time it
+//! reaches the point. The parent then recovers as the supervisor does and checks:
 //!
 //! - the lock is taken over and the ring repaired exactly when the child died inside a step;
 //!   reclaim is idempotent and forgets the child;
@@ -32,40 +32,32 @@
 //!   two groups that both receive every forwarded event);
 //! - more events can be written, and finishing the writers ends every group's stream.
 //!
+//! The process and crash harness is shared with `fault_injection` (`common/`).
+//!
 //! Run: `cargo test --no-default-features --features fault-injection --test
 //! fault_injection_groups`.
 #![allow(clippy::missing_panics_doc, clippy::too_many_lines)]
 
+#[path = "common/mod.rs"]
+mod common;
+#[path = "common/crash.rs"]
+mod crash;
+
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mimocorb2_core::fault::POINTS;
 use mimocorb2_core::layout::{DELIVERY_EVERY_GROUP, SLOT_FILLED, SLOT_FREE, SLOT_READING};
-use mimocorb2_core::metadata::{SlotMetadata, METADATA_SIZE};
-use mimocorb2_core::{Error, Reader, Ring, Writer, NO_REG};
+use mimocorb2_core::{Reader, Ring, Writer, NO_REG};
 
-const ROLE: &str = "FIG_ROLE";
-const FAULT: &str = "MIMOCORB2_FAULT";
-const T: Option<Duration> = Some(Duration::from_secs(10));
-const SLOTS: u32 = 16;
-const DATA: u64 = 16;
-const ROW: usize = METADATA_SIZE + DATA as usize;
-/// Events the parent commits before the child starts.
-const PRE: u64 = 12;
+use common::{attach, env_num, parse, Event, DATA, RING, ROW, T};
+use crash::{
+    check_registrations, died, kill_victim, parent_events, recover, s, spawn, write_n, Case, BATCH,
+    MORE, PARENT, PRE, RING2, SLOTS, VICTIM,
+};
+
 /// Events the parent holds in group `c` during the crash (the first ones).
 const HOLD: u64 = 2;
-/// Single-event iterations of a child, and batch rounds × events per batch.
-const ITER: u64 = 6;
-const ROUNDS: u64 = 4;
-const BATCH: usize = 3;
-/// Events the parent writes after the recovery.
-const MORE: u64 = 5;
-const KS: [u64; 5] = [1, 2, 3, 4, 5];
-const PARENT: u64 = 1;
 /// The child reads in this group; `PENDING` is never read before the recovery, the parent
 /// holds events in `HOLDING`.
 const CHILD_GROUP: &str = "a";
@@ -73,118 +65,25 @@ const PENDING: &str = "b";
 const HOLDING: &str = "c";
 /// Groups of the downstream buffer of the forward path.
 const DST_GROUPS: [&str; 2] = ["x", "y"];
-/// The victim of the reclaim path dies inside its third step (a read of two slots, journal
-/// active, records applied), holding the lock, one slot for writing and three for reading.
-const VICTIM_FAULT: &str = "apply.slots@3";
-const SIGABRT: i32 = 6;
 
 const PATHS: [&str; 4] = ["read", "read_batch", "reclaim", "forward"];
 
-type Event = (u64, u64, u64);
-
-fn payload(a: u64, b: u64) -> [u8; 16] {
-    let mut p = [0u8; 16];
-    p[..8].copy_from_slice(&a.to_le_bytes());
-    p[8..].copy_from_slice(&b.to_le_bytes());
-    p
-}
-
-/// `(event counter, tag, index)` of one metadata + data row.
-fn parse(row: &[u8]) -> Event {
-    let md = SlotMetadata::from_bytes(row[..METADATA_SIZE].try_into().unwrap());
-    let d = &row[METADATA_SIZE..ROW];
-    let a = u64::from_le_bytes(d[..8].try_into().unwrap());
-    let b = u64::from_le_bytes(d[8..].try_into().unwrap());
-    (md.counter as u64, a, b)
-}
-
-/// The events the parent wrote with indices `range` (counter = index).
-fn parent_events(range: std::ops::Range<u64>) -> Vec<Event> {
-    range.map(|i| (i, PARENT, i)).collect()
-}
-
 // ----- child side -----
 
-fn env(key: &str) -> Result<String, String> {
-    std::env::var(key).map_err(|_| format!("{key} not set"))
-}
-
-fn env_num<N: std::str::FromStr>(key: &str) -> Result<N, String> {
-    env(key)?
-        .parse()
-        .map_err(|_| format!("{key} is not a number"))
-}
-
-fn attach(prefix: &str) -> Result<Arc<Ring>, String> {
-    let pid = env_num(&format!("{prefix}_PID"))?;
-    let fd = env_num(&format!("{prefix}_FD"))?;
-    let inst = env(&format!("{prefix}_INST"))?;
-    let (a, b) = inst.split_once(':').ok_or("bad instance")?;
-    let id = [
-        a.parse().map_err(|_| "bad id")?,
-        b.parse().map_err(|_| "bad id")?,
-    ];
-    Ring::attach(pid, fd, Some(id))
-        .map(Arc::new)
-        .map_err(|e| format!("attach: {e}"))
-}
-
-fn s(e: &Error) -> String {
-    e.to_string()
-}
-
 fn child_main(role: &str) -> Result<(), String> {
-    let ring = attach("FIG")?;
-    let mut row = [0u8; ROW];
+    let ring = attach(RING)?;
     let reader = || Reader::with_group(ring.clone(), Some(CHILD_GROUP)).map_err(|e| s(&e));
     match role {
-        "read" => {
-            let mut rd = reader()?;
-            for _ in 0..ITER {
-                let slot = rd.acquire(T).map_err(|e| s(&e))?.ok_or("ended")?;
-                ring.copy_out(slot, &mut row);
-                rd.release().map_err(|e| s(&e))?;
-            }
-        }
-        "read_batch" => {
-            let mut rd = reader()?;
-            let mut dst = vec![0u8; ROW * BATCH];
-            for _ in 0..ROUNDS {
-                rd.read_batch(&mut dst, BATCH, T).map_err(|e| s(&e))?;
-            }
-        }
-        "victim" => {
-            let mut w = Writer::new(ring.clone()).map_err(|e| s(&e))?;
-            w.acquire(T).map_err(|e| s(&e))?;
-            let mut rd = reader()?;
-            rd.acquire(T).map_err(|e| s(&e))?.ok_or("ended")?;
-            let mut two = [0u32; 2];
-            ring.acquire_read_many(
-                &mut two,
-                Some(Instant::now() + Duration::from_secs(10)),
-                NO_REG,
-                rd.group(),
-            )
-            .map_err(|e| s(&e))?;
-            return Err("the victim did not die".into());
-        }
+        "read" => crash::read_events(reader()?),
+        "read_batch" => crash::read_batches(reader()?),
+        "victim" => crash::victim(&ring, reader),
         "reclaim" => {
-            ring.reclaim(env_num("FIG_VICTIM")?);
+            ring.reclaim(env_num(VICTIM)?);
+            Ok(())
         }
         "forward" => {
-            let dst = attach("FIG2")?;
-            let mut rd = reader()?;
-            let mut w = Writer::new(dst.clone()).map_err(|e| s(&e))?;
-            for _ in 0..ITER {
-                let slot = rd.acquire(T).map_err(|e| s(&e))?.ok_or("ended")?;
-                ring.copy_out(slot, &mut row);
-                rd.mark_forward(&w).map_err(|e| s(&e))?;
-                let out = w.acquire(T).map_err(|e| s(&e))?;
-                dst.copy_in(out, &row[METADATA_SIZE..], false);
-                w.commit(true).map_err(|e| s(&e))?;
-                rd.release().map_err(|e| s(&e))?;
-            }
-            w.finish();
+            let dst = attach(RING2)?;
+            crash::forward(reader()?, &dst)
         }
         "raw_hold" => {
             // An unregistered reader of group `a` dies holding an event outside any step.
@@ -203,25 +102,14 @@ fn child_main(role: &str) -> Result<(), String> {
             }
             std::process::abort();
         }
-        other => return Err(format!("unknown role {other}")),
+        other => Err(format!("unknown role {other}")),
     }
-    Ok(())
 }
 
 /// The children's entry point; a no-op in a normal test run.
 #[test]
 fn child_entry() {
-    let Ok(role) = std::env::var(ROLE) else {
-        return;
-    };
-    let code = match child_main(&role) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("child {role} (pid {}): {e}", std::process::id());
-            3
-        }
-    };
-    std::process::exit(code);
+    common::child_entry(child_main);
 }
 
 // ----- parent side -----
@@ -229,60 +117,6 @@ fn child_entry() {
 fn create(name: &str) -> Arc<Ring> {
     let name = format!("fig-{name}-{}", std::process::id());
     Arc::new(Ring::create_with(&name, SLOTS, DATA, "[]", false, DELIVERY_EVERY_GROUP).unwrap())
-}
-
-fn ring_env(cmd: &mut Command, prefix: &str, ring: &Ring) {
-    let [a, b] = ring.instance_id();
-    cmd.env(format!("{prefix}_PID"), std::process::id().to_string())
-        .env(format!("{prefix}_FD"), ring.raw_fd().to_string())
-        .env(format!("{prefix}_INST"), format!("{a}:{b}"));
-}
-
-fn spawn(
-    role: &str,
-    ring: &Ring,
-    dst: Option<&Ring>,
-    fault: Option<&str>,
-    victim: Option<u32>,
-) -> Child {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env(ROLE, role)
-        .env_remove(FAULT)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    ring_env(&mut cmd, "FIG", ring);
-    if let Some(d) = dst {
-        ring_env(&mut cmd, "FIG2", d);
-    }
-    if let Some(f) = fault {
-        cmd.env(FAULT, f);
-    }
-    if let Some(v) = victim {
-        cmd.env("FIG_VICTIM", v.to_string());
-    }
-    cmd.spawn().unwrap()
-}
-
-/// Waits for the child's end (killing it after 30 s); true when it died at its fault point.
-fn died(child: &mut Child, what: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let st = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what}: child did not end in time");
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    };
-    if st.signal() == Some(SIGABRT) {
-        return true;
-    }
-    assert!(st.success(), "{what}: child failed: {st}");
-    false
 }
 
 /// One group of a buffer as the checks see it.
@@ -423,33 +257,8 @@ fn check_groups(ring: &Ring, held: &[(u32, usize)], what: &str) -> BTreeMap<usiz
         st.overwritten,
         led.values().map(|l| l.overwritten).sum::<u64>()
     );
-    let regs = ring.registrations();
-    let written: u64 = regs.iter().filter(|r| r.writer).map(|r| r.events).sum();
-    let released: u64 = regs.iter().filter(|r| !r.writer).map(|r| r.events).sum();
-    assert_eq!(written, st.event_count, "{what}: writer counts: {regs:?}");
-    assert_eq!(released, st.consumed, "{what}: reader counts: {regs:?}");
+    check_registrations(ring, what);
     led
-}
-
-/// Reads everything that is there now (without waiting).
-fn drain(rd: &mut Reader) -> Vec<Event> {
-    let ring = rd.ring().clone();
-    let mut row = [0u8; ROW];
-    let mut got = Vec::new();
-    while let Some(Some(slot)) = rd.try_acquire().unwrap() {
-        ring.copy_out(slot, &mut row);
-        rd.release().unwrap();
-        got.push(parse(&row));
-    }
-    got
-}
-
-fn write_n(w: &mut Writer, first: u64, n: u64) {
-    for i in first..first + n {
-        let slot = w.acquire(T).unwrap();
-        w.ring().copy_in(slot, &payload(PARENT, i), false);
-        w.commit(true).unwrap();
-    }
 }
 
 /// Each reader (one per group) must get exactly its `want` now; then [`MORE`] events are
@@ -461,53 +270,15 @@ fn deliver_and_end(
     mut readers: Vec<(Reader, Vec<Event>)>,
     what: &str,
 ) {
-    for (rd, want) in &mut readers {
+    crash::deliver_and_end(ring, pw, &mut readers, what);
+    for (rd, _) in &readers {
         let g = rd.group();
-        assert_eq!(
-            &drain(rd),
-            want,
-            "{what}: group {g}: events left after the crash"
-        );
-    }
-    let committed = ring.stats().event_count;
-    let more = if let Some(mut pw) = pw {
-        write_n(&mut pw, 1000, MORE);
-        assert!(
-            pw.finish(),
-            "{what}: finishing the last writer ends the buffer"
-        );
-        MORE
-    } else {
-        0
-    };
-    assert!(ring.is_ended(), "{what}: the buffer has ended");
-    let want_later: Vec<Event> = (0..more)
-        .map(|j| (committed + j, PARENT, 1000 + j))
-        .collect();
-    let mut row = [0u8; ROW];
-    for (rd, _) in &mut readers {
-        let g = rd.group();
-        let mut later = Vec::new();
-        while let Some(slot) = rd.acquire(T).unwrap() {
-            ring.copy_out(slot, &mut row);
-            rd.release().unwrap();
-            later.push(parse(&row));
-        }
-        assert_eq!(
-            later, want_later,
-            "{what}: group {g}: events after the recovery"
-        );
         assert!(ring.end_reached_for(g), "{what}: group {g} reached the end");
     }
     drop(readers);
     let led = check_groups(ring, &[], what);
     assert!(led.values().all(|l| l.backlog == 0), "{what}: {led:?}");
-    let st = ring.stats();
-    assert_eq!(
-        (st.filled_slots, st.empty_slots),
-        (0, SLOTS),
-        "{what}: {st:?}"
-    );
+    crash::assert_all_free(ring, what);
 }
 
 /// Slots taken and given back unwritten first, so that slot order is not commit order (a
@@ -521,11 +292,6 @@ fn rotate(ring: &Ring) {
         Some(slots.len())
     );
     ring.abort_many(&slots).unwrap();
-}
-
-struct Case {
-    reached: bool,
-    crashes: u32,
 }
 
 /// Runs `path` with the child dying at `point@k`, recovers and checks everything.
@@ -560,18 +326,8 @@ fn run_case(path: &str, point: &str, k: u64) -> Case {
     });
 
     let mut crashes = 0;
-    let mut victim = None;
-    if path == "reclaim" {
-        let mut v = spawn("victim", &ring, None, Some(VICTIM_FAULT), None);
-        assert!(died(&mut v, &what), "{what}: the victim did not die");
-        crashes += 1;
-        assert_eq!(
-            ring.audit().lock_holder,
-            v.id(),
-            "{what}: victim holds the lock"
-        );
-        victim = Some(v.id());
-    }
+    let victim = (path == "reclaim").then(|| kill_victim(&ring, &what));
+    crashes += u32::from(victim.is_some());
     let mut child = spawn(
         path,
         &ring,
@@ -586,34 +342,9 @@ fn run_case(path: &str, point: &str, k: u64) -> Case {
     let rings: Vec<&Arc<Ring>> = std::iter::once(&ring)
         .chain(dst.as_ref().map(|d| &d.0))
         .collect();
-    let held_lock: Vec<bool> = rings.iter().map(|r| r.audit().lock_holder == pid).collect();
-    let inside = reached && point != "forward.intent";
-    assert_eq!(
-        held_lock.iter().filter(|&&h| h).count(),
-        usize::from(inside),
-        "{what}: lock holders {held_lock:?}"
-    );
-    let repairs0: Vec<u64> = rings.iter().map(|r| r.stats().repairs).collect();
-    for r in &rings {
-        r.reclaim(pid);
-    }
-    for ((r, h), r0) in rings.iter().zip(&held_lock).zip(&repairs0) {
-        assert_eq!(
-            r.stats().repairs,
-            r0 + u64::from(*h),
-            "{what}: the next lock acquisition takes the dead lock over and repairs"
-        );
-        assert_eq!(r.reclaim(pid), (0, 0, 0), "{what}: reclaim is idempotent");
-        assert!(!r.holders().contains(&pid), "{what}: {pid} still recorded");
-    }
+    recover(&rings, pid, reached && point != "forward.intent", &what);
     if let Some(v) = victim {
-        ring.reclaim(v);
-        let st = ring.stats();
-        assert_eq!(
-            (st.lost_reader_crashed, st.aborted_writes),
-            (3, ROTATE + 1),
-            "{what}: the victim's slots: {st:?}"
-        );
+        crash::reclaim_victim(&ring, v, ROTATE, &what);
         assert!(
             !ring.holders().contains(&v),
             "{what}: victim still recorded"
@@ -701,57 +432,9 @@ fn run_case(path: &str, point: &str, k: u64) -> Case {
     Case { reached, crashes }
 }
 
-type Tally = BTreeMap<(&'static str, &'static str), (u32, u32)>;
-
 #[test]
 fn crash_at_every_point_of_every_group_path() {
-    assert!(
-        std::env::var_os(FAULT).is_none(),
-        "run the parent without {FAULT}"
-    );
-    let t0 = Instant::now();
-    let tally: Mutex<Tally> = Mutex::new(BTreeMap::new());
-    std::thread::scope(|sc| {
-        for path in PATHS {
-            let tally = &tally;
-            sc.spawn(move || {
-                for &point in POINTS {
-                    for k in KS {
-                        let c = run_case(path, point, k);
-                        let mut t = tally.lock().unwrap();
-                        let e = t.entry((path, point)).or_default();
-                        e.0 += u32::from(c.reached);
-                        e.1 += c.crashes;
-                    }
-                }
-            });
-        }
-    });
-    let t = tally.into_inner().unwrap();
-    let crashes: u32 = t.values().map(|e| e.1).sum();
-    let mut table = format!("{:<18}", "point");
-    for p in PATHS {
-        write!(table, "{p:>12}").unwrap();
-    }
-    for &point in POINTS {
-        write!(table, "\n{point:<18}").unwrap();
-        for p in PATHS {
-            write!(table, "{:>12}", t[&(p, point)].0).unwrap();
-        }
-    }
-    eprintln!(
-        "group paths: cases that died at the point (of {} k values each):\n{}\n{crashes} child \
-         crashes in {:.1} s",
-        KS.len(),
-        table,
-        t0.elapsed().as_secs_f64()
-    );
-    for &point in POINTS {
-        assert!(
-            PATHS.iter().any(|&p| t[&(p, point)].0 > 0),
-            "fault point {point} is reached by no group path"
-        );
-    }
+    crash::crash_at_every_point("group path", &PATHS, run_case);
 }
 
 /// An unregistered reader of one group that dies holding an event outside any step (no lock,

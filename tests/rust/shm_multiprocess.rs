@@ -3,71 +3,34 @@
 //! creator, and die while holding slots so that [`Ring::reclaim`] has real dead holders.
 //!
 //! The children are this test binary itself: each parent test spawns
-//! `current_exe() --exact child_entry` with the environment variable [`ROLE`] set, and the
-//! `child_entry` test runs the child's part and exits; without the variable it does nothing.
+//! `current_exe() --exact child_entry` with the environment variable [`common::ROLE`] set, and
+//! the `child_entry` test runs the child's part and exits; without the variable it does
+//! nothing. The harness is shared with the fault-injection tests (`common/mod.rs`).
 #![allow(
     clippy::missing_panics_doc,
     clippy::many_single_char_names,
     clippy::similar_names
 )]
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mimocorb2_core::metadata::{SlotMetadata, METADATA_SIZE};
 use mimocorb2_core::{Error, Reader, Ring, Writer};
 
-/// Names the child's role; unset in the parent.
-const ROLE: &str = "MIMO_CHILD";
-/// Bound of every blocking call.
-const T: Option<Duration> = Some(Duration::from_secs(10));
+use common::{attach, env_num, parse, payload, DATA, RING, ROW, T};
+
 /// What a child prints once it holds what the parent waits for.
 const READY: &str = "MIMO_READY";
-const DATA: u64 = 16;
-
-fn payload(a: u64, b: u64) -> [u8; 16] {
-    let mut p = [0u8; 16];
-    p[..8].copy_from_slice(&a.to_le_bytes());
-    p[8..].copy_from_slice(&b.to_le_bytes());
-    p
-}
-
-fn parse(row: &[u8]) -> (SlotMetadata, u64, u64) {
-    let md = SlotMetadata::from_bytes(row[..METADATA_SIZE].try_into().unwrap());
-    let d = &row[METADATA_SIZE..METADATA_SIZE + 16];
-    let a = u64::from_le_bytes(d[..8].try_into().unwrap());
-    let b = u64::from_le_bytes(d[8..].try_into().unwrap());
-    (md, a, b)
-}
+/// The number of events a child reads or writes.
+const COUNT: &str = "MIMO_N";
 
 // ----- child side -----
-
-fn env(key: &str) -> Result<String, String> {
-    std::env::var(key).map_err(|_| format!("{key} not set"))
-}
-
-fn env_num<N: std::str::FromStr>(key: &str) -> Result<N, String> {
-    env(key)?
-        .parse()
-        .map_err(|_| format!("{key} is not a number"))
-}
-
-fn attach_from_env() -> Result<Arc<Ring>, String> {
-    let pid = env_num("MIMO_PID")?;
-    let fd = env_num("MIMO_FD")?;
-    let inst = env("MIMO_INST")?;
-    let (a, b) = inst.split_once(':').ok_or("bad MIMO_INST")?;
-    let id = [
-        a.parse().map_err(|_| "bad id")?,
-        b.parse().map_err(|_| "bad id")?,
-    ];
-    Ring::attach(pid, fd, Some(id))
-        .map(Arc::new)
-        .map_err(|e| format!("attach: {e}"))
-}
 
 fn say_ready(what: u64) {
     let mut out = std::io::stdout().lock();
@@ -79,17 +42,17 @@ fn child_main(role: &str) -> Result<(), String> {
     match role {
         "reader" => {
             // Reads every event of the single parent writer and checks order and contents.
-            let ring = attach_from_env()?;
-            let n: u64 = env_num("MIMO_N")?;
+            let ring = attach(RING)?;
+            let n: u64 = env_num(COUNT)?;
             let mut rd = Reader::new(ring.clone());
-            let mut row = [0u8; METADATA_SIZE + 16];
+            let mut row = [0u8; ROW];
             let mut i = 0u64;
             while let Some(s) = rd.acquire(T).map_err(|e| e.to_string())? {
                 ring.copy_out(s, &mut row);
                 rd.release().map_err(|e| e.to_string())?;
-                let (md, a, b) = parse(&row);
-                if (md.counter, a, b) != (i as i64, 42, i) {
-                    return Err(format!("event {i}: got {md:?} {a} {b}"));
+                let got = parse(&row);
+                if got != (i, 42, i) {
+                    return Err(format!("event {i}: got (counter, a, b) = {got:?}"));
                 }
                 i += 1;
             }
@@ -100,8 +63,8 @@ fn child_main(role: &str) -> Result<(), String> {
             }
         }
         "writer" => {
-            let ring = attach_from_env()?;
-            let n: u64 = env_num("MIMO_N")?;
+            let ring = attach(RING)?;
+            let n: u64 = env_num(COUNT)?;
             let mut w = Writer::new(ring.clone()).map_err(|e| e.to_string())?;
             let me = u64::from(std::process::id());
             for i in 0..n {
@@ -113,15 +76,15 @@ fn child_main(role: &str) -> Result<(), String> {
             Ok(())
         }
         "wrong_instance" => {
-            let pid = env_num("MIMO_PID")?;
-            let fd = env_num("MIMO_FD")?;
+            let pid = env_num(&format!("{RING}_PID"))?;
+            let fd = env_num(&format!("{RING}_FD"))?;
             match Ring::attach(pid, fd, Some([1, 2])) {
                 Err(Error::LayoutMismatch(_)) => Ok(()),
                 other => Err(format!("expected a layout mismatch, got {other:?}")),
             }
         }
         "hold_read" | "hold_write" => {
-            let ring = attach_from_env()?;
+            let ring = attach(RING)?;
             // Keep the handle alive (and its slot held) until the parent kills us.
             let (slot, _keep) = if role == "hold_read" {
                 let mut rd = Reader::new(ring.clone());
@@ -145,17 +108,7 @@ fn child_main(role: &str) -> Result<(), String> {
 /// The children's entry point; a no-op in a normal test run.
 #[test]
 fn child_entry() {
-    let Ok(role) = std::env::var(ROLE) else {
-        return;
-    };
-    let code = match child_main(&role) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("child {role} (pid {}): {e}", std::process::id());
-            3
-        }
-    };
-    std::process::exit(code);
+    common::child_entry(child_main);
 }
 
 // ----- parent side -----
@@ -172,15 +125,8 @@ struct Kid {
 }
 
 fn spawn(role: &str, ring: &Ring, n: u64) -> Kid {
-    let [a, b] = ring.instance_id();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env(ROLE, role)
-        .env("MIMO_PID", std::process::id().to_string())
-        .env("MIMO_FD", ring.raw_fd().to_string())
-        .env("MIMO_INST", format!("{a}:{b}"))
-        .env("MIMO_N", n.to_string())
-        .stdin(Stdio::null())
+    let mut child = common::child_command(role, ring)
+        .env(COUNT, n.to_string())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -222,18 +168,11 @@ impl Kid {
 
     /// Waits for the child's exit, killing it after 20 s.
     fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("child did not exit in time");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        common::wait_for(
+            &mut self.child,
+            Duration::from_secs(20),
+            "waiting for the exit",
+        )
     }
 
     /// SIGKILLs the child and reaps it.
@@ -301,13 +240,12 @@ fn parent_reads_what_a_child_process_writes() {
     r.set_expected_writers(1); // the child registers later: no early end
     let mut kid = spawn("writer", &r, N);
     let mut rd = Reader::new(r.clone());
-    let mut row = [0u8; METADATA_SIZE + 16];
+    let mut row = [0u8; ROW];
     let mut i = 0u64;
     while let Some(s) = rd.acquire(T).unwrap() {
         r.copy_out(s, &mut row);
         rd.release().unwrap();
-        let (md, a, b) = parse(&row);
-        assert_eq!((md.counter, a, b), (i as i64, u64::from(kid.pid()), i));
+        assert_eq!(parse(&row), (i, u64::from(kid.pid()), i));
         i += 1;
     }
     assert_eq!(i, N);
@@ -357,7 +295,7 @@ fn reclaim_after_a_killed_reader() {
     }
     assert_eq!(r.stats().filled_slots, 4, "all four slots hold events");
     let mut rd = Reader::new(r.clone());
-    let mut row = [0u8; METADATA_SIZE + 16];
+    let mut row = [0u8; ROW];
     let mut got = Vec::new();
     let mut seen_slot = false;
     for _ in 0..4 {
