@@ -1,7 +1,7 @@
 """Command line tools for files: ``mimocorb2 convert`` and ``mimocorb2 recover``.
 
 ``mimocorb2 convert IN.mimo OUT.{h5,parquet,root,csv}`` converts a ``.mimo`` file with a
-progress bar (:func:`mimocorb2._file_formats.convert_mimo`); ``mimocorb2 recover FILE.h5``
+progress bar (:func:`mimocorb2.mimo_file.convert_to`); ``mimocorb2 recover FILE.h5``
 makes an HDF5 file left by a crashed ``exporters.hdf5`` a plain HDF5 file
 (:func:`mimocorb2._file_formats.recover_hdf5`).
 """
@@ -14,6 +14,7 @@ import time
 from typing import TextIO
 
 from mimocorb2 import _file_formats as ff
+from mimocorb2.mimo_file import convert_to
 
 COMMANDS = ("convert", "recover")
 """First words of the command line handled here instead of running a setup."""
@@ -124,7 +125,7 @@ def main(argv: list[str]) -> int:
             with MimoReader(args.source, allow_truncated=True, trust=args.trust) as r:
                 size = r.record_size
             bar = ProgressBar(f"{args.source} -> {args.target}", size)
-        n = ff.convert_mimo(
+        n = convert_to(
             args.source,
             args.target,
             fmt,

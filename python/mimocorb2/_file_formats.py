@@ -2,8 +2,8 @@
 
 ``exporters.hdf5``, ``exporters.parquet`` and ``exporters.root`` (worker functions in
 :mod:`mimocorb2.functions.exporters`) and the converters of ``.mimo`` files
-(:func:`convert_mimo`, ``mimocorb2 convert``) write through the classes here. Each format
-needs one optional library, installed with an extra of the package:
+(:func:`mimocorb2.mimo_file.convert_to`, ``mimocorb2 convert``) write through the classes
+here. Each format needs one optional library, installed with an extra of the package:
 
 =========  ===========  ==================================  =========================
 format     library      install                             file
@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from mimocorb2._core import __version__
+from mimocorb2._csv_file import CsvWriter
 from mimocorb2._dtypes import METADATA_DTYPE, make_dtype
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "ParquetWriter",
     "RootWriter",
     "config_problems",
+    "conversion_format",
     "convert_mimo",
     "format_of",
     "missing_extra",
@@ -1080,45 +1082,21 @@ def _setup_yaml_beside(source: Path) -> str:
         return ""
 
 
-def convert_mimo(
-    source: str | os.PathLike[str],
-    target: str | os.PathLike[str],
-    fmt: str | None = None,
-    *,
-    trust: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-    compression: str | None = None,
-    compression_level: int | None = None,
-) -> int:
-    """Converts a ``.mimo`` file to HDF5, Parquet, ROOT or CSV.
-
-    The layouts are those of the exporters (see the module); the HDF5 attributes and the
-    info of the other formats hold the buffer name, ``run_start`` (the ``.mimo`` file's
-    creation time), ``converted_from`` and, when the ``.mimo`` file lies in a run directory,
-    that run's ``setup.yaml``. CSV needs events of ``data_length`` 1.
+def conversion_format(target: Path, fmt: str | None, compression: str | None) -> str:
+    """The format of a conversion to ``target``, checked with its compression.
 
     Args:
-        source: The ``.mimo`` file (a file without footer, left by a crash, is read up to
-            its last complete event).
-        target: The new file (must not exist).
+        target: The new file.
         fmt: ``hdf5``, ``parquet``, ``root`` or ``csv``; by default from the target's ending
             (``.h5``/``.hdf5``, ``.parquet``, ``.root``, ``.csv``).
-        trust: Read a reference-format ``.mimo`` file (its pickled header is loaded).
-        progress: Called as ``progress(events_done, events_total)`` after each block.
-        compression: Compression of the target format (default none).
-        compression_level: Its level.
+        compression: Compression of the target format (None or ``none``: none).
 
     Returns:
-        The number of events written.
+        The format name, lower case.
 
     Raises:
-        ValueError: For an unknown format or events the format cannot store.
-        MissingExtraError: If the format's library is not installed.
-        FileExistsError: If the target exists.
+        ValueError: For an unknown format or a compression the format does not know.
     """
-    from mimocorb2.mimo_file import MimoReader
-
-    source, target = Path(source), Path(target)
     fmt = (fmt or format_of(target) or "").lower()
     if fmt not in SUFFIXES:
         raise ValueError(
@@ -1134,41 +1112,77 @@ def convert_mimo(
             + (f", {known}" if known else "")
             + f" for {fmt} files"
         )
-    with MimoReader(source, allow_truncated=True, trust=trust) as reader:
-        total = len(reader)
-        attrs = {
-            "buffer": str(reader.header.get("source") or ""),
-            "run_start": str(reader.header.get("created") or ""),
-            "setup_yaml": _setup_yaml_beside(source),
-            "converted_from": source.name,
-        }
-        writer: Any
-        if fmt == "csv":
-            writer = _csv_writer(target, reader.data_dtype, reader.data_length)
-        else:
-            options: dict[str, Any] = {"attrs": attrs, "compression": compression}
-            options["compression_level"] = compression_level
-            writer = open_writer(fmt, target, reader.data_dtype, reader.data_length, **options)
-        done = 0
-        try:
-            for data, metadata in reader.chunks():
-                writer.write(metadata, data)
-                done += len(data)
-                if progress is not None:
-                    progress(done, total)
-        finally:
-            writer.close()
-        if progress is not None and total == 0:
-            progress(0, 0)
-        return done
+    return fmt
+
+
+def convert_mimo(
+    reader: Any,
+    source: Path,
+    target: Path,
+    fmt: str,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    compression: str | None = None,
+    compression_level: int | None = None,
+) -> int:
+    """Writes the events of an open ``.mimo`` file as HDF5, Parquet, ROOT or CSV.
+
+    The layouts are those of the exporters (see the module); the HDF5 attributes and the
+    info of the other formats hold the buffer name, ``run_start`` (the ``.mimo`` file's
+    creation time), ``converted_from`` and, when the ``.mimo`` file lies in a run directory,
+    that run's ``setup.yaml``. CSV needs events of ``data_length`` 1. The caller
+    (:func:`mimocorb2.mimo_file.convert_to`) opens the file and checks the format with
+    :func:`conversion_format`.
+
+    Args:
+        reader: The open ``.mimo`` file (a ``MimoReader``).
+        source: Its path.
+        target: The new file (must not exist).
+        fmt: The format, as returned by :func:`conversion_format`.
+        progress: Called as ``progress(events_done, events_total)`` after each block.
+        compression: Compression of the target format (default none).
+        compression_level: Its level.
+
+    Returns:
+        The number of events written.
+
+    Raises:
+        ValueError: For events the format cannot store.
+        MissingExtraError: If the format's library is not installed.
+        FileExistsError: If the target exists.
+    """
+    total = len(reader)
+    attrs = {
+        "buffer": str(reader.header.get("source") or ""),
+        "run_start": str(reader.header.get("created") or ""),
+        "setup_yaml": _setup_yaml_beside(source),
+        "converted_from": source.name,
+    }
+    writer: Any
+    if fmt == "csv":
+        writer = _csv_writer(target, reader.data_dtype, reader.data_length)
+    else:
+        options: dict[str, Any] = {"attrs": attrs, "compression": compression}
+        options["compression_level"] = compression_level
+        writer = open_writer(fmt, target, reader.data_dtype, reader.data_length, **options)
+    done = 0
+    try:
+        for data, metadata in reader.chunks():
+            writer.write(metadata, data)
+            done += len(data)
+            if progress is not None:
+                progress(done, total)
+    finally:
+        writer.close()
+    if progress is not None and total == 0:
+        progress(0, 0)
+    return done
 
 
 class _CsvTarget:
     """``exporters.csv``'s writer on a new file, with the writer interface used above."""
 
     def __init__(self, path: Path, data_dtype: np.dtype, data_length: int) -> None:
-        from mimocorb2.functions.exporters import CsvWriter
-
         if data_length != 1:
             raise ValueError(
                 f"{path}: CSV holds events of data_length 1 (one value per field), but the "

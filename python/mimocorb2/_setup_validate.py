@@ -31,7 +31,7 @@ from mimocorb2._limits import (
     name_problem,
     preview,
 )
-from mimocorb2._setup import (
+from mimocorb2._setup_spec import (
     BUFFER_KEYS,
     BUFFER_LISTS,
     DEFAULT_MAX_RESTARTS,

@@ -779,17 +779,20 @@ def convert_to(
         >>> convert_to("run/waveforms.mimo", "waveforms.h5")
         >>> convert_to("run/heights.mimo", "heights.parquet", compression="zstd")
     """
-    from mimocorb2._file_formats import convert_mimo
+    from mimocorb2._file_formats import conversion_format, convert_mimo
 
-    return convert_mimo(
-        source,
-        target,
-        format,
-        trust=trust,
-        progress=progress,
-        compression=compression,
-        compression_level=compression_level,
-    )
+    source, target = Path(source), Path(target)
+    fmt = conversion_format(target, format, compression)
+    with MimoReader(source, allow_truncated=True, trust=trust) as reader:
+        return convert_mimo(
+            reader,
+            source,
+            target,
+            fmt,
+            progress=progress,
+            compression=compression,
+            compression_level=compression_level,
+        )
 
 
 def to_hdf5(source: str | os.PathLike[str], target: str | os.PathLike[str], **kwargs: Any) -> int:

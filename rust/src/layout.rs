@@ -13,7 +13,8 @@
 
 use crate::metadata::METADATA_SIZE;
 use crate::sync::{AtomicU32, AtomicU64, CachePadded};
-use crate::token_queue::{FifoHeader, Waker};
+use crate::token_queue::FifoHeader;
+use crate::wait::Waker;
 
 /// `b"MIMOCRB2"` as a little-endian integer.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"MIMOCRB2");

@@ -92,7 +92,7 @@ impl Ring {
         ids.sort_unstable();
         ids.dedup();
         for id in ids {
-            if let Some(ring) = crate::registry::ring(id) {
+            if let Some(ring) = mapped_ring(id) {
                 drop(ring.locked());
             }
         }
@@ -110,7 +110,12 @@ impl Ring {
         let ring_id = e.fwd_ring.load(Ordering::Relaxed);
         let fwd_reg = e.fwd_reg.load(Ordering::Relaxed);
         let need = e.fwd_commits.load(Ordering::Relaxed);
-        crate::registry::writer_commits(ring_id, fwd_reg).is_some_and(|c| c >= need)
+        let Ok(fwd_reg) = usize::try_from(fwd_reg) else {
+            return false;
+        };
+        mapped_ring(ring_id)
+            .and_then(|ring| ring.writer_events(fwd_reg))
+            .is_some_and(|c| c >= need)
     }
 
     /// Called by waiting endpoints: every [`SWEEP_EVERY`], when no live supervisor watches the
@@ -134,4 +139,9 @@ impl Ring {
         }
         self.reclaim_dead();
     }
+}
+
+/// A handle on buffer `id`, if this process maps it (see [`crate::registry`]).
+fn mapped_ring(id: u64) -> Option<Ring> {
+    Ring::from_shared(crate::registry::mapping(id)?).ok()
 }

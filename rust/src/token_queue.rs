@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 use crate::sync::{AtomicU32, AtomicU64, CachePadded, Ordering};
+use crate::wait::Waker;
 
 /// Shared part of a queue: head, tail and the futex word.
 #[repr(C)]
@@ -23,16 +24,6 @@ pub struct FifoHeader {
     pub tail: AtomicU64,
     /// Futex word and waiter count.
     pub waker: CachePadded<Waker>,
-}
-
-/// Futex word plus the number of sleepers on it.
-#[repr(C)]
-#[derive(Debug, Default)]
-pub struct Waker {
-    /// Bumped by producers when someone sleeps.
-    pub seq: AtomicU32,
-    /// Number of sleeping (or about to sleep) consumers.
-    pub waiters: AtomicU32,
 }
 
 /// A view of a queue whose memory is owned elsewhere (a shared mapping, or a test's heap).

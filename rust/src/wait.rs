@@ -12,8 +12,18 @@ use std::time::{Duration, Instant};
 
 use rustix::thread::futex;
 
-use crate::sync::{fence, Ordering};
-use crate::token_queue::Waker;
+use crate::sync::{fence, AtomicU32, Ordering};
+
+/// Futex word plus the number of sleepers on it (one per token queue, see
+/// [`crate::token_queue`], and one for observers).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct Waker {
+    /// Bumped by producers when someone sleeps.
+    pub seq: AtomicU32,
+    /// Number of sleeping (or about to sleep) consumers.
+    pub waiters: AtomicU32,
+}
 
 /// How long a waiter spins (re-checking, with a CPU hint) before it sleeps. A hand-off in a
 /// busy pipeline usually completes within this time, and a spinning waiter saves the waker its

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mimocorb2 import _file_formats as ff
-from mimocorb2.functions.exporters import _MIN_WAIT, _interval, _PassThrough, _run_guarded
+from mimocorb2.functions._export_loop import _MIN_WAIT, _interval, _PassThrough, _run_guarded
 from mimocorb2.mimo_worker import BufferIO
 from mimocorb2.worker_templates import Exporter, SetupError
 

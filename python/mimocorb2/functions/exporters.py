@@ -33,83 +33,28 @@ import math
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
 from mimocorb2 import _file_formats as _ff
-from mimocorb2.exceptions import BufferEndedError, BufferTimeoutError
+from mimocorb2._csv_file import CsvWriter, _clashing_columns, _Locked, _quote
+from mimocorb2.functions._export_loop import (
+    _MAX_PENDING_ROWS,
+    _MIN_WAIT,
+    _batch_events,
+    _interval,
+    _PassThrough,
+    _run_guarded,
+)
 from mimocorb2.mimo_worker import BufferIO
 from mimocorb2.worker_templates import Exporter, SetupError
 
-try:  # POSIX; without it (Windows) concurrent writers of one output are not serialised
-    import fcntl as _fcntl
-except ImportError:  # pragma: no cover - platform dependent
-    _fcntl = None  # type: ignore[assignment]
-
 __all__ = ["csv", "drain", "hdf5", "histogram", "parquet", "root"]
 
-_BATCH_EVENTS = 4096
-"""Most events taken from the source in one hand-off."""
-
-_BATCH_BYTES = 1 << 22
-"""Most bytes taken from the source in one hand-off (bounds the batch of large events)."""
-
-_MAX_PENDING_ROWS = 65536
-"""Pending events after which the exporters write before their interval has passed."""
-
-_MIN_WAIT = 0.01
-"""Shortest wait for events (seconds) when an update is due soon."""
-
-
 # ----- shared helpers -----
-
-
-class _Locked:
-    """Holds a ``flock`` on an open file descriptor (a no-op without fcntl).
-
-    Exclusive for writers; ``shared`` for readers (several at once, but no writer meanwhile).
-    """
-
-    __slots__ = ("_fd", "_shared")
-
-    def __init__(self, fd: int, shared: bool = False) -> None:
-        self._fd = fd
-        self._shared = shared
-
-    def __enter__(self) -> None:
-        if _fcntl is not None:
-            _fcntl.flock(self._fd, _fcntl.LOCK_SH if self._shared else _fcntl.LOCK_EX)
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if _fcntl is not None:
-            _fcntl.flock(self._fd, _fcntl.LOCK_UN)
-
-
-def _interval(io: BufferIO, key: str, default: float) -> float:
-    """A positive number of seconds from the config (``default`` if missing)."""
-    value = io.get(key, default)
-    if value is None:
-        return float(default)
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = math.nan
-    if isinstance(value, bool) or not (seconds > 0 and math.isfinite(seconds)):
-        raise SetupError(
-            io.name,
-            f"config '{key}' must be a positive number of seconds, got {value!r}; "
-            f"fix it or remove it (default {default})",
-        )
-    return seconds
 
 
 def _require_single_element(io: BufferIO, function: str) -> np.dtype:
@@ -123,19 +68,6 @@ def _require_single_element(io: BufferIO, function: str) -> np.dtype:
             "data_length 1 (e.g. filled by a Processor that extracts the values)",
         )
     return buf.data_dtype
-
-
-def _batch_events(io: BufferIO) -> int:
-    """Events per ``read_batch`` of the source: at most _BATCH_EVENTS and _BATCH_BYTES."""
-    slot = io.read[0].buffer.slot_byte_size
-    return max(1, min(_BATCH_EVENTS, _BATCH_BYTES // max(1, slot)))
-
-
-def _quote(text: str) -> str:
-    """CSV quoting of one field (RFC 4180): only where needed."""
-    if any(c in text for c in ',"\n\r'):
-        return '"' + text.replace('"', '""') + '"'
-    return text
 
 
 def _create_temp(directory: Path, prefix: str) -> tuple[int, str]:
@@ -152,67 +84,6 @@ def _create_temp(directory: Path, prefix: str) -> tuple[int, str]:
         except FileExistsError:
             continue
     raise FileExistsError(f"no unused temporary file name in {directory}")
-
-
-def _write_all(fd: int, payload: bytes) -> None:
-    view = memoryview(payload)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
-class _PassThrough:
-    """Reads the source in batches and copies each batch to the pass-through sinks."""
-
-    def __init__(self, exporter: Exporter) -> None:
-        self.exporter = exporter
-        self.reader = exporter.reader
-        self.writers = list(exporter.write)
-        self.ended: set[int] = set()
-        self.max_events = _batch_events(exporter.io)
-
-    def batches(
-        self, wait: Callable[[], float | None]
-    ) -> Iterator[tuple[np.ndarray, np.ndarray] | tuple[None, None]]:
-        """Yields ``(metadata, data)`` batches until the source ends.
-
-        ``wait()`` gives the longest time to wait for an event (None: no limit); when it
-        passes without an event, ``(None, None)`` is yielded so the caller can do its
-        periodic work. ``data`` has shape ``(k, data_length)``. The arrays are views of
-        a batch array of ``max_events`` events: copy what is kept.
-        """
-        reader = self.reader
-        while True:
-            try:
-                metadata, data = reader.read_batch(self.max_events, wait())
-            except BufferTimeoutError:
-                yield None, None
-                continue
-            if data is None:
-                return
-            for i, writer in enumerate(self.writers):
-                if i in self.ended:
-                    continue
-                try:
-                    writer.write_batch(data, metadata)
-                except BufferEndedError:
-                    self.ended.add(i)
-                    self.exporter.logger.info(
-                        "worker '%s': sink '%s' was shut down; no more events go there",
-                        self.exporter.name,
-                        writer.name,
-                    )
-            yield metadata, data
-
-
-def _run_guarded(io: BufferIO, body: Callable[[], None]) -> None:
-    """Runs ``body`` and shuts the sinks down at its end, like the templates do."""
-    try:
-        body()
-    except Exception:
-        io.end_sinks(failed=True)
-        raise
-    io.end_sinks(failed=False)
 
 
 # ----- drain -----
@@ -573,119 +444,6 @@ def histogram(buffer_io: BufferIO) -> None:
 
 
 # ----- csv -----
-
-
-def _column_formatter(dtype: np.dtype) -> Callable[[np.ndarray], Iterator[str] | list[str]]:
-    """A function turning a column into its CSV strings, in the column's own type.
-
-    Integers and bools as Python prints them, float64 as ``repr`` (shortest text that reads
-    back to the same value), smaller floats as numpy's shortest text for their precision,
-    anything else as ``str``, quoted where needed.
-    """
-    kind = dtype.kind
-    if kind in "iub":
-        return lambda col: map(str, col.tolist())
-    if kind == "f" and dtype.itemsize == 8:
-        return lambda col: map(repr, col.tolist())
-    if kind in "fcmM":
-        return lambda col: col.astype(str).tolist()
-    if kind == "S":
-        return lambda col: [
-            _quote(v.decode("utf-8", errors="backslashreplace")) for v in col.tolist()
-        ]
-    return lambda col: [_quote(str(v)) for v in col.tolist()]
-
-
-def _clashing_columns(metadata_dtype: np.dtype, data_dtype: np.dtype) -> list[str]:
-    """The data fields named like a metadata field (they would repeat a CSV column name)."""
-    metadata = set(metadata_dtype.names or ())
-    return [name for name in data_dtype.names or () if name in metadata]
-
-
-class CsvWriter:
-    """The core of ``exporters.csv``: formats batches of events and appends them to a file.
-
-    Rows are ``counter, timestamp, deadtime`` followed by the data fields, each column in its
-    own type. The file is opened for appending; every write of a batch (and the header check)
-    holds an exclusive ``flock`` of the file, so several writers of one file never mix their
-    lines.
-
-    Args:
-        path: The CSV file.
-        metadata_dtype: Structured dtype of the metadata records.
-        data_dtype: Structured dtype of the data (plain fields, no sub-arrays).
-
-    Raises:
-        ValueError: If a field is a sub-array or has the name of a metadata field, or the file
-            exists with another header.
-    """
-
-    def __init__(self, path: str | Path, metadata_dtype: np.dtype, data_dtype: np.dtype) -> None:
-        """Opens the file and writes the header, unless the file already has it."""
-        self.path = Path(path)
-        clash = _clashing_columns(metadata_dtype, data_dtype)
-        if clash:
-            raise ValueError(
-                f"data field(s) {clash} have the name of a metadata column "
-                f"({', '.join(metadata_dtype.names or ())}); the columns would repeat"
-            )
-        columns: list[tuple[str, str, Callable[[np.ndarray], Any]]] = []
-        for part, dtype in (("metadata", metadata_dtype), ("data", data_dtype)):
-            for name in dtype.names or ():
-                sub = dtype[name]
-                if sub.shape or sub.names:
-                    raise ValueError(
-                        f"field {name!r} has dtype {sub}; only plain (scalar) fields can be "
-                        "written as CSV columns"
-                    )
-                columns.append((part, name, _column_formatter(sub)))
-        self._columns = columns
-        self.header = ",".join(_quote(name) for _, name, _ in columns) + "\n"
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            self._write_header()
-        except BaseException:
-            os.close(self._fd)
-            raise
-
-    def _write_header(self) -> None:
-        header = self.header.encode()
-        with _Locked(self._fd):
-            if os.fstat(self._fd).st_size == 0:
-                _write_all(self._fd, header)
-                return
-            with open(self.path, "rb") as f:
-                first = f.read(len(header))
-        if first != header:
-            raise ValueError(
-                f"{self.path} already exists with other columns ({first.decode(errors='replace')!r}"
-                f" instead of {self.header!r})"
-            )
-
-    def format(self, metadata: np.ndarray, data: np.ndarray) -> str:
-        """The CSV lines of ``k`` events (``metadata`` and ``data`` of shape ``(k,)``)."""
-        if len(data) == 0:
-            return ""
-        cols = [
-            fmt(metadata[name] if part == "metadata" else data[name])
-            for part, name, fmt in self._columns
-        ]
-        return "\n".join(map(",".join, zip(*cols, strict=True))) + "\n"
-
-    def write(self, metadata: np.ndarray, data: np.ndarray) -> int:
-        """Appends the rows of ``k`` events in one locked write; returns ``k``."""
-        text = self.format(metadata, data)
-        if text:
-            payload = text.encode()
-            with _Locked(self._fd):
-                _write_all(self._fd, payload)
-        return len(data)
-
-    def close(self) -> None:
-        """Closes the file."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
 
 
 def _csv_path(io: BufferIO) -> Path:

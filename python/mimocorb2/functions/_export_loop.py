@@ -1,0 +1,107 @@
+"""The batch loop shared by the exporters and the file exporters.
+
+Used by :mod:`mimocorb2.functions.exporters` and :mod:`mimocorb2.functions._file_exporters`:
+batch sizes, intervals from the config, the pass-through of the source to the sinks, and the
+guard that ends the sinks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from mimocorb2.exceptions import BufferEndedError, BufferTimeoutError
+from mimocorb2.mimo_worker import BufferIO
+from mimocorb2.worker_templates import Exporter, SetupError
+
+_BATCH_EVENTS = 4096
+"""Most events taken from the source in one hand-off."""
+
+_BATCH_BYTES = 1 << 22
+"""Most bytes taken from the source in one hand-off (bounds the batch of large events)."""
+
+_MAX_PENDING_ROWS = 65536
+"""Pending events after which the exporters write before their interval has passed."""
+
+_MIN_WAIT = 0.01
+"""Shortest wait for events (seconds) when an update is due soon."""
+
+
+def _interval(io: BufferIO, key: str, default: float) -> float:
+    """A positive number of seconds from the config (``default`` if missing)."""
+    value = io.get(key, default)
+    if value is None:
+        return float(default)
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if isinstance(value, bool) or not (seconds > 0 and math.isfinite(seconds)):
+        raise SetupError(
+            io.name,
+            f"config '{key}' must be a positive number of seconds, got {value!r}; "
+            f"fix it or remove it (default {default})",
+        )
+    return seconds
+
+
+def _batch_events(io: BufferIO) -> int:
+    """Events per ``read_batch`` of the source: at most _BATCH_EVENTS and _BATCH_BYTES."""
+    slot = io.read[0].buffer.slot_byte_size
+    return max(1, min(_BATCH_EVENTS, _BATCH_BYTES // max(1, slot)))
+
+
+class _PassThrough:
+    """Reads the source in batches and copies each batch to the pass-through sinks."""
+
+    def __init__(self, exporter: Exporter) -> None:
+        self.exporter = exporter
+        self.reader = exporter.reader
+        self.writers = list(exporter.write)
+        self.ended: set[int] = set()
+        self.max_events = _batch_events(exporter.io)
+
+    def batches(
+        self, wait: Callable[[], float | None]
+    ) -> Iterator[tuple[np.ndarray, np.ndarray] | tuple[None, None]]:
+        """Yields ``(metadata, data)`` batches until the source ends.
+
+        ``wait()`` gives the longest time to wait for an event (None: no limit); when it
+        passes without an event, ``(None, None)`` is yielded so the caller can do its
+        periodic work. ``data`` has shape ``(k, data_length)``. The arrays are views of
+        a batch array of ``max_events`` events: copy what is kept.
+        """
+        reader = self.reader
+        while True:
+            try:
+                metadata, data = reader.read_batch(self.max_events, wait())
+            except BufferTimeoutError:
+                yield None, None
+                continue
+            if data is None:
+                return
+            for i, writer in enumerate(self.writers):
+                if i in self.ended:
+                    continue
+                try:
+                    writer.write_batch(data, metadata)
+                except BufferEndedError:
+                    self.ended.add(i)
+                    self.exporter.logger.info(
+                        "worker '%s': sink '%s' was shut down; no more events go there",
+                        self.exporter.name,
+                        writer.name,
+                    )
+            yield metadata, data
+
+
+def _run_guarded(io: BufferIO, body: Callable[[], None]) -> None:
+    """Runs ``body`` and shuts the sinks down at its end, like the templates do."""
+    try:
+        body()
+    except Exception:
+        io.end_sinks(failed=True)
+        raise
+    io.end_sinks(failed=False)
