@@ -17,7 +17,7 @@ __all__ = [
     "Supervisor",
     "Writer",
     "__version__",
-    "_after_fork",
+    "after_fork",
     "die_with_parent",
 ]
 
@@ -26,7 +26,7 @@ LAYOUT_VERSION: int
 METADATA_SIZE: int
 TRASH: int
 
-def _after_fork() -> None: ...
+def after_fork() -> None: ...
 def die_with_parent(expected_parent: int) -> bool: ...
 
 @final

@@ -842,7 +842,7 @@ def run_terminal(client: RemoteClient, setup: dict[str, Any]) -> int:
                 if kind == "lines":
                     terminal.flush_lines(_Lines(message["lines"]))
                     if message.get("dropped"):
-                        terminal._write(f"mimocorb2: {message['dropped']} output lines dropped")
+                        terminal.write(f"mimocorb2: {message['dropped']} output lines dropped")
                 elif kind == "stats":
                     view.stats = message["stats"]
                     if time.monotonic() - last_status >= 1.0:

@@ -294,10 +294,11 @@ class Terminal:
 
     def summary(self, stats: dict[str, Any]) -> None:
         """Prints the final summary (also after runs shorter than the status interval)."""
-        self._write(summary_text(stats, self.control.roots))
+        self.write(summary_text(stats, self.control.roots))
         sys.stdout.flush()
 
-    def _write(self, text: str) -> None:
+    def write(self, text: str) -> None:
+        """Prints ``text`` above the status line (or into the full-screen view)."""
         screen = self._screen
         if screen is not None:
             screen.print(text)
@@ -312,7 +313,7 @@ class Terminal:
         lines, _dropped = supervisor.drain_lines(5000)
         for process, _worker, stream, text in lines:
             mark = "!" if stream == "stderr" else " "
-            self._write(f"[{process}]{mark} {text}")
+            self.write(f"[{process}]{mark} {text}")
         if lines:
             sys.stdout.flush()
 
@@ -361,28 +362,28 @@ class Terminal:
         if words[0] in ("pause", "resume", "shutdown") and len(words) == 2:
             if words[1] in ("roots", "all"):
                 put(["buffer", words[1], words[0]])
-                self._write(f"mimocorb2: {words[0]} {words[1]}")
+                self.write(f"mimocorb2: {words[0]} {words[1]}")
                 return
             if words[0] == "shutdown" and words[1] == "workers":
                 put(["worker", "all", "shutdown"])
-                self._write("mimocorb2: terminating the workers")
+                self.write("mimocorb2: terminating the workers")
                 return
         if words == ["stats"]:
             processes = {n: w.number_of_processes for n, w in self.control.setup.workers.items()}
-            self._write(stats_table(self.control.get_stats(), self.control.roots, processes))
+            self.write(stats_table(self.control.get_stats(), self.control.roots, processes))
         elif words == ["help"]:
-            self._write(HELP)
+            self.write(HELP)
         elif words == ["exit"]:
-            alive = sum(1 for p in self.control._procs if p["alive"])
+            alive = self.control.processes_alive
             if alive:
-                self._write(
+                self.write(
                     f"mimocorb2: {alive} processes still run: 'shutdown roots' lets them "
                     "finish, 'shutdown workers' stops them"
                 )
             else:
                 put(None)
         else:
-            self._write(f"mimocorb2: unknown command {cmd!r}; type 'help'")
+            self.write(f"mimocorb2: unknown command {cmd!r}; type 'help'")
         sys.stdout.flush()
 
 

@@ -178,12 +178,12 @@ class Control:
                 # every group receives every event.
                 for worker, wspec in self.setup.workers.items():
                     if name in wspec.sources:
-                        buf._core.group_index(worker)
+                        buf.core.group_index(worker)
             self.buffers[name] = buf
         self.roots = self.setup.roots()
         self.supervisor = _core.Supervisor()
         for buf in self.buffers.values():
-            self.supervisor.watch(buf._core)
+            self.supervisor.watch(buf.core)
         note = write_data_flow(self.setup, self.run_dir / "data_flow.svg")
         if note and "not found" in note:
             _log.info(note)  # graphviz is optional (README): no warning on every run
@@ -195,7 +195,7 @@ class Control:
     def _write_worker_specs(self) -> dict[str, Path]:
         handles = {}
         for name, buf in self.buffers.items():
-            pid, fd, instance = buf._core.handle()
+            pid, fd, instance = buf.core.handle()
             handles[name] = {
                 "pid": pid,
                 "fd": fd,
@@ -388,6 +388,11 @@ class Control:
         if p.get("stopped"):  # ended by the control (Kill Workers, Ctrl-C twice, shutdown)
             return True
         return p["name"] in self._stopped_by_user and p["exit_code"] in (None, 0, 130, 143)
+
+    @property
+    def processes_alive(self) -> int:
+        """Number of worker processes running now."""
+        return sum(1 for p in self._procs if p["alive"])
 
     def failures(self) -> list[dict[str, Any]]:
         """Processes that ended with an error (exit code or signal), with their last lines.
@@ -611,7 +616,7 @@ class Control:
             if not any(p["worker"] in readers for p in self._procs):
                 continue  # not started yet
             buf.send_flush_event()
-            unread = buf._core.discard_unread()
+            unread = buf.core.discard_unread()
             msg = (
                 f"buffer '{name}' has no running reader left (workers {', '.join(readers)} "
                 f"ended); shutting it down so its writers stop ({unread} events unread, "
@@ -637,7 +642,7 @@ class Control:
                 continue
             for sink in spec.sinks:
                 if sink in self.buffers:
-                    self.buffers[sink]._core.writer_failed(p["pid"], self._tags[p["worker"]])
+                    self.buffers[sink].core.writer_failed(p["pid"], self._tags[p["worker"]])
         # A worker whose processes have all ended stops holding its reader groups back.
         alive = {p["worker"] for p in self._procs if p["alive"]}
         for worker, spec in self.setup.workers.items():
@@ -649,7 +654,7 @@ class Control:
             for source in spec.sources:
                 buf = self.buffers.get(source)
                 if buf is not None and buf.delivery == "every_worker":
-                    lost = buf._core.end_group(worker)
+                    lost = buf.core.end_group(worker)
                     if lost:
                         _log.warning(
                             "worker '%s' ended with %d event(s) of buffer '%s' unread (lost)",
@@ -664,14 +669,14 @@ class Control:
         for name, buf in self.buffers.items():
             buf.send_flush_event()
             if name in read:  # a buffer nobody reads (observed only) keeps its last events
-                buf._core.discard_unread()
+                buf.core.discard_unread()
         buffers = {
             n: buffer_ledger(
-                b._core.stats(), b._core.groups() if b.delivery == "every_worker" else None
+                b.core.stats(), b.core.groups() if b.delivery == "every_worker" else None
             )
             for n, b in self.buffers.items()
         }
-        regs = {n: b._core.registrations() for n, b in self.buffers.items()}
+        regs = {n: b.core.registrations() for n, b in self.buffers.items()}
         workers = worker_ledger(regs, self._tags, self._procs)
         apply_worker_notes(workers, self.run_dir)
         summary = run_summary(buffers, workers)

@@ -55,7 +55,7 @@ if METADATA_DTYPE.itemsize != _META:  # pragma: no cover - a build of another la
         f"mimocorb2._core stores {_META} bytes of metadata per slot, the package "
         f"{METADATA_DTYPE.itemsize}: reinstall mimocorb2"
     )
-os.register_at_fork(after_in_child=_core._after_fork)
+os.register_at_fork(after_in_child=_core.after_fork)
 
 
 class mimoBuffer:  # noqa: N801 - name fixed by the spec
@@ -183,6 +183,10 @@ class mimoBuffer:  # noqa: N801 - name fixed by the spec
         pid, fd, instance = self._core.handle()
         return (_attach, (pid, fd, tuple(instance), self.data_length))
 
+    def __setstate__(self, state: tuple[_core.Buffer, int, np.dtype]) -> None:
+        """Binds a handle made by unpickling (see :func:`_attach`) to its native buffer."""
+        self._init_from_core(*state)
+
     # ----- views -----
 
     @property
@@ -297,7 +301,7 @@ def _attach(pid: int, fd: int, instance: tuple[int, int], data_length: int) -> m
             f"the buffer holds {have} elements of {dtype.itemsize} bytes per slot"
         )
     buf = mimoBuffer.__new__(mimoBuffer)
-    buf._init_from_core(core, int(data_length), dtype)
+    buf.__setstate__((core, int(data_length), dtype))
     return buf
 
 

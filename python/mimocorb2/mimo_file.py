@@ -196,6 +196,7 @@ class MimoReader:
         record_dtype (np.dtype): One record: fields ``data`` and ``metadata``.
         record_size (int): Bytes per record.
         data_offset (int): File offset of the first record.
+        header_crc (int): CRC-32 of the header block (the footer repeats it).
         clean (bool): Whether the file has a valid footer (was closed cleanly).
         truncated_bytes (int): Bytes of an incomplete last record (0 if none).
 
@@ -240,7 +241,7 @@ class MimoReader:
         self.data_length = h.data_length
         self.metadata_dtype = h.metadata_dtype
         self.data_offset = h.data_offset
-        self._header_crc = h.header_crc
+        self.header_crc: int = h.header_crc
 
     def _count_records(self, allow_truncated: bool) -> None:
         self.record_dtype = record_dtype(self.data_dtype, self.data_length, self.metadata_dtype)
@@ -249,9 +250,7 @@ class MimoReader:
         self.truncated_bytes = 0
         body = self._size - self.data_offset
         footer_count = (
-            read_footer(
-                self._file, self._size, self.data_offset, self.record_size, self._header_crc
-            )
+            read_footer(self._file, self._size, self.data_offset, self.record_size, self.header_crc)
             if body >= FOOTER_SIZE
             else None
         )
@@ -513,7 +512,7 @@ class MimoWriter:
                     )
                 self.header = r.header
                 self.data_offset = r.data_offset
-                self._header_crc = r._header_crc
+                self._header_crc = r.header_crc
                 self.count = len(r)
             end = self.data_offset + self.count * self.record_size
             os.ftruncate(fd, end)  # drops the footer

@@ -24,7 +24,7 @@ mod core_module {
 
     /// Forgets the cached process id; registered with `os.register_at_fork(after_in_child=...)`.
     #[pyfunction]
-    fn _after_fork() {
+    fn after_fork() {
         crate::clock::reset_pid_cache();
     }
 
