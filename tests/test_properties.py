@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from mimocorb2._dtypes import METADATA_DTYPE
@@ -98,7 +98,7 @@ def check_message(error: BaseException, limit: int = 20_000) -> None:
     text = str(error)
     assert text.strip()
     assert len(text) < limit, len(text)
-    assert "Traceback" not in text
+    assert "Traceback (most recent call last)" not in text
 
 
 # ---- values a setup might hold ---------------------------------------------------------------
@@ -388,6 +388,12 @@ TIMEOUTS = st.one_of(
     ),
 )
 def test_buffer_geometry(name: Any, slot_count: Any, data_length: Any, data_dtype: Any) -> None:
+    # A valid geometry of gigabytes would really be reserved and pre-faulted (and make this
+    # process huge for the rest of the suite): the limits are what this test is about.
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in (slot_count, data_length)):
+        assume(
+            not (0 < slot_count <= 2**20 and data_length > 0 and slot_count * data_length > 2**22)
+        )
     with bounded():
         try:
             buf = mimoBuffer(name, slot_count, data_length, data_dtype)

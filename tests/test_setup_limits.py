@@ -143,7 +143,7 @@ def test_alias_bomb_in_every_key_is_fast(tmp_path: Path) -> None:
     with pytest.raises(SetupValidationError) as info:
         load_setup_file(tmp_path / "s.yaml")
     assert time.perf_counter() - start < 10
-    assert len(str(info.value)) < 5000
+    assert len(str(info.value)) < 8000  # 22 problems, each naming the (temporary) file
 
 
 def test_alias_bomb_cli_time_and_memory(tmp_path: Path) -> None:
@@ -152,10 +152,12 @@ def test_alias_bomb_cli_time_and_memory(tmp_path: Path) -> None:
     setup.write_text(alias_bomb(8) + BASE.replace("slot_count: 8", "slot_count: *a8"))
     script = textwrap.dedent(
         f"""
-        import resource, sys
+        import re, sys
         from mimocorb2.__main__ import main
         code = main([{str(setup)!r}, "-c", "stats"])
-        print(code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        # VmHWM: this process's own peak (ru_maxrss would include the forking parent's)
+        status = open("/proc/self/status").read()
+        print(code, re.search(r"VmHWM:\\s+(\\d+)", status).group(1))
         """
     )
     start = time.perf_counter()
@@ -255,7 +257,8 @@ def test_deep_nesting_is_a_setup_error(depth: int, tmp_path: Path) -> None:
     with pytest.raises(SetupValidationError) as info:
         load_setup_file(tmp_path / "s.yaml")
     (problem,) = info.value.errors
-    assert f"nested more than {MAX_DEPTH} levels" in problem
+    # Our pre-scan, or libyaml's own limit (PyYAML >= 6.0.4) for the deepest documents.
+    assert f"nested more than {MAX_DEPTH} levels" in problem or "nesting depth" in problem
     assert "line 14" in problem
 
 
