@@ -380,29 +380,9 @@ class BufferWriter(_core.Writer, Interface):
     def __init__(self, buffer: mimoBuffer, timeout: float | None = None, stamp: bool = False):
         """Registers a writer with the buffer."""
         Interface.__init__(self, buffer)
-        self._open: list[np.ndarray] | None = None
 
-    def __enter__(self) -> list[np.ndarray]:
-        """Takes a free slot and returns its ``[metadata, data]`` views, writable until exit."""
-        views = _core.Writer.__enter__(self)
-        views[0].setflags(write=True)
-        views[1].setflags(write=True)
-        self._open = views
-        return views
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
-        """Makes the views read-only, then publishes the slot (or returns it on an error)."""
-        views = self._open
-        if views is not None:
-            self._open = None
-            views[0].setflags(write=False)
-            views[1].setflags(write=False)
-        return _core.Writer.__exit__(self, exc_type, exc, tb)
+    # ``with writer as (metadata, data)`` runs in Rust (``_core.Writer.__enter__`` /
+    # ``__exit__``): the views are writable inside the block and read-only after it.
 
     def acquire(self, timeout: float | None = None) -> int:
         """Takes a free slot and returns its index (``TRASH`` while paused).

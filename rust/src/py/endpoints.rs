@@ -69,6 +69,8 @@ pub struct Writer {
     views: SlotViews,
     timeout: Option<f64>,
     stamp: bool,
+    /// The views handed out by `__enter__`, writable until `__exit__`.
+    open: Option<Py<PyAny>>,
 }
 
 #[pymethods]
@@ -90,21 +92,32 @@ impl Writer {
             views,
             timeout,
             stamp,
+            open: None,
         })
     }
 
+    /// Takes a slot; its `[metadata, data]` views are writable until `__exit__` (numpy's
+    /// `writeable` flag), so a late write after the block raises instead of changing a
+    /// published event.
     fn __enter__(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let slot = self.acquire(py, self.timeout)?;
-        self.views.get(py, slot)
+        let views = self.views.get(py, slot)?;
+        set_writeable(views.bind(py), true)?;
+        self.open = Some(views.clone_ref(py));
+        Ok(views)
     }
 
     #[pyo3(signature = (exc_type, _exc=None, _tb=None))]
     fn __exit__(
         &mut self,
+        py: Python<'_>,
         exc_type: Option<&Bound<'_, PyAny>>,
         _exc: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
+        if let Some(views) = self.open.take() {
+            set_writeable(views.bind(py), false)?;
+        }
         if exc_type.is_none_or(PyAnyMethods::is_none) {
             self.inner.commit(self.stamp)?;
         } else if self.inner.held().is_some() {
@@ -333,4 +346,15 @@ impl Observer {
             blocking(py, total, |slice| inner.observe(bytes, Some(slice)))
         })
     }
+}
+
+/// Sets numpy's `writeable` flag of the two views of a `[metadata, data]` list.
+fn set_writeable(views: &Bound<'_, PyAny>, on: bool) -> PyResult<()> {
+    let py = views.py();
+    for i in 0..2 {
+        views
+            .get_item(i)?
+            .call_method1(pyo3::intern!(py, "setflags"), (on,))?;
+    }
+    Ok(())
 }
