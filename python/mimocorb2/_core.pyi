@@ -1,10 +1,17 @@
 """Type stubs of the native module ``mimocorb2._core`` (written by hand)."""
 
-from collections.abc import Sequence
-from typing import Any, final
+from typing import Any, Protocol, final
 
 from numpy.typing import NDArray
 from typing_extensions import disjoint_base
+
+from mimocorb2._control_types import CoreBufferStats, GroupStats, Registration
+
+class _SlotViews(Protocol):
+    """What an endpoint indexes: the ``[metadata, data]`` views of each slot (and ``TRASH``)."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, slot: int, /) -> list[NDArray[Any]]: ...
 
 __all__ = [
     "LAYOUT_VERSION",
@@ -83,20 +90,20 @@ class Buffer:
     def set_supervisor(self, pid: int) -> None: ...
     @property
     def end_reached(self) -> bool: ...
-    def registrations(self) -> list[dict[str, Any]]: ...
+    def registrations(self) -> list[Registration]: ...
     @property
     def delivery(self) -> str: ...
     def group_index(self, name: str | None = None) -> int: ...
     def end_group(self, name: str) -> int: ...
-    def groups(self) -> list[dict[str, Any]]: ...
-    def stats(self) -> dict[str, Any]: ...
+    def groups(self) -> list[GroupStats]: ...
+    def stats(self) -> CoreBufferStats: ...
 
 @disjoint_base
 class Writer:
     def __new__(
         cls,
         buffer: Buffer,
-        views: Sequence[list[NDArray[Any]]],
+        views: _SlotViews,
         timeout: float | None = None,
         stamp: bool = False,
     ) -> Writer: ...
@@ -128,7 +135,7 @@ class Reader:
     def __new__(
         cls,
         buffer: Buffer,
-        views: Sequence[list[NDArray[Any]]],
+        views: _SlotViews,
         timeout: float | None = None,
         group: str | None = None,
     ) -> Reader: ...

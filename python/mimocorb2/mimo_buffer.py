@@ -36,11 +36,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from mimocorb2 import _core
+from mimocorb2._control_types import BufferStats
 from mimocorb2._dtypes import METADATA_DTYPE, dtype_from_json, dtype_to_json, make_dtype
 from mimocorb2._limits import MAX_NAME_BYTES, MAX_SLOT_DATA_BYTES, MAX_SLOTS, check_timeout
 from mimocorb2._limits import preview as _preview
@@ -245,7 +246,7 @@ class mimoBuffer:  # noqa: N801 - name fixed by the spec
         """True once the buffer has ended."""
         return self._core.is_ended
 
-    def get_stats(self) -> dict[str, Any]:
+    def get_stats(self) -> BufferStats:
         """Statistics of the buffer, the same for every process that asks.
 
         Returns:
@@ -259,15 +260,21 @@ class mimoBuffer:  # noqa: N801 - name fixed by the spec
             ``average_deadtime``) and ``wait_deadtime`` (the writers' summed waiting time
             for free slots over the summed time between their events, 0..1).
         """
-        s = self._core.stats()
-        n = s["slot_count"]
-        s["filled_slots"] = s["filled_slots"] / n
-        s["empty_slots"] = s["empty_slots"] / n
-        s["wait_deadtime"] = s["average_deadtime"]
-        s["average_deadtime"] = s["mean_event_deadtime"]
+        core = self._core.stats()
+        n = core["slot_count"]
+        s = cast("BufferStats", dict(core))
+        s["filled_slots"] = core["filled_slots"] / n
+        s["empty_slots"] = core["empty_slots"] / n
+        s["wait_deadtime"] = core["average_deadtime"]
+        s["average_deadtime"] = core["mean_event_deadtime"]
         if self._core.delivery == "every_worker":
             s["groups"] = {
-                g["name"]: {k: g[k] for k in ("backlog", "consumed", "lost", "overwritten")}
+                g["name"]: {
+                    "backlog": g["backlog"],
+                    "consumed": g["consumed"],
+                    "lost": g["lost"],
+                    "overwritten": g["overwritten"],
+                }
                 for g in self._core.groups()
             }
         return s
