@@ -8,6 +8,7 @@ use pyo3::types::{PyList, PyTuple};
 use super::buffer::{with_bytes, with_bytes_mut};
 use super::ring::Buffer;
 use super::wait::{blocking, timeout};
+use super::writeable::set_writeable;
 use crate::handles;
 use crate::ring::{Ring, TRASH};
 use crate::ring_protocol::Disposition as handles_disposition;
@@ -346,15 +347,4 @@ impl Observer {
             blocking(py, total, |slice| inner.observe(bytes, Some(slice)))
         })
     }
-}
-
-/// Sets numpy's `writeable` flag of the two views of a `[metadata, data]` list.
-fn set_writeable(views: &Bound<'_, PyAny>, on: bool) -> PyResult<()> {
-    let py = views.py();
-    for i in 0..2 {
-        views
-            .get_item(i)?
-            .call_method1(pyo3::intern!(py, "setflags"), (on,))?;
-    }
-    Ok(())
 }

@@ -7,6 +7,7 @@ mod errors;
 mod ring;
 mod supervisor;
 mod wait;
+mod writeable;
 
 /// The native module `mimocorb2._core`.
 #[pyo3::pymodule(name = "_core", gil_used = false)]
