@@ -594,7 +594,16 @@ def test_hdf5_exporter_swmr_read_while_writing(tmp_path):
         while not path.exists() and time.monotonic() < deadline:
             time.sleep(0.01)
         seen = []
-        with h5py.File(path, "r", swmr=True) as f:  # open while the writer runs
+        # The file exists a moment before the writer switches it to SWMR mode: retry the open.
+        while True:
+            try:
+                f = h5py.File(path, "r", swmr=True)
+                break
+            except OSError:  # BlockingIOError included: not in SWMR mode yet
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        with f:  # open while the writer runs
             while child.poll() is None and len(seen) < 200:
                 f["metadata"].refresh()
                 f["data"].refresh()
