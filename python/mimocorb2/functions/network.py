@@ -516,6 +516,13 @@ class _Sender:
                 if time.monotonic() > deadline:
                     break
                 self.link.writable(_POLL)
+            # A refusal can be lost while the connection is still being set up: answer the
+            # receiver's repeated HELLOs (every 0.5 s) for a little while before stopping.
+            until = time.monotonic() + min(self.settings.timeout, 2.0)
+            while time.monotonic() < until:
+                again = self.link.recv(_POLL)
+                if again is not None and again.kind == _HELLO:
+                    self.link.send(_REJECT, again.session, payload=payload)
             raise NetworkError(f"a network.receiver tried to connect, but {problem}")
         if self.session:
             self.lose("a new receiver connected (was the receiver restarted?)")
