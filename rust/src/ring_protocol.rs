@@ -145,11 +145,13 @@ impl Ring {
     /// Takes the ring lock; repairs the ring first when the lock is taken over from a dead
     /// process.
     pub(crate) fn locked(&self) -> Locked<'_> {
-        if let Acquired::TakenOver(dead) = plock::lock(&self.state().lock, pid()) {
-            self.repair(dead);
+        let how = plock::lock(&self.state().lock, pid());
+        let lock = Locked { ring: self };
+        if let Acquired::TakenOver(dead) = how {
+            self.repair(&lock, dead);
         }
         point("lock.taken");
-        Locked { ring: self }
+        lock
     }
 
     /// The word a journal entry sets.
@@ -262,7 +264,7 @@ impl Ring {
 
     /// Makes the ring consistent after taking the lock over from `dead`: replays its journal,
     /// rebuilds the queues from the slot records and returns the slots `dead` held.
-    fn repair(&self, dead: u32) {
+    fn repair(&self, lock: &Locked<'_>, dead: u32) {
         let j = &self.state().journal;
         if j.active.load(Ordering::Acquire) == 1 {
             self.apply_journal(false);
@@ -272,9 +274,7 @@ impl Ring {
         self.rebuild_queues();
         let c = &self.state().counters[ctr::REPAIRS];
         c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        let lock = Locked { ring: self };
-        self.reclaim_slots_locked(&lock, dead);
-        std::mem::forget(lock);
+        self.reclaim_slots_locked(lock, dead);
     }
 
     fn rebuild_queues(&self) {
