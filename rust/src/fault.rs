@@ -24,7 +24,7 @@ pub const POINTS: &[&str] = &[
 
 #[cfg(feature = "fault-injection")]
 mod imp {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use crate::sync::{AtomicU64, Ordering};
     use std::sync::OnceLock;
 
     static TARGET: OnceLock<Option<(String, u64)>> = OnceLock::new();

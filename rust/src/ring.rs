@@ -175,6 +175,9 @@ impl Ring {
             ring.state().active_groups.store(1, Ordering::Relaxed);
         }
         crate::registry::remember(ring.instance_id()[0], &ring.map);
+        // SYNC POINT: the initialised header, queues and group words are published before the
+        // ring's descriptor is handed to any other process or thread (they attach afterwards and
+        // read them with Acquire loads of the header).
         fence(Ordering::SeqCst);
         Ok(ring)
     }

@@ -1,6 +1,18 @@
 //! Administration of a [`Ring`]: writer registrations and the end of the buffer, pause and
 //! resume, recovery of the slots of dead processes, and statistics. No unsafe code: everything
 //! goes through the accessors of `ring.rs`.
+//!
+//! SYNC POINT (the end handshake): registrations are not under the ring lock; every access to
+//! a registration word, `writers_registered`, `expected_writers` and `end_state` is `SeqCst`.
+//! The end of a buffer is decided by two sides that each store and then load: a finishing
+//! writer stores its word (`writer_done`, `writer_failed`, a reclaim) and then counts the words
+//! and loads `expected_writers` (`try_end`); the control stores `expected_writers` and then
+//! loads `writers_registered` (`set_expected_writers`). With `SeqCst` these accesses have one
+//! total order, so at least one side sees the other's store: the last of them ends the buffer,
+//! and an end is never missed (with Acquire/Release both loads could read the old values, a
+//! store-buffer reordering, and the buffer would stay open for ever). The compare-and-swaps on
+//! the words make taking a free registration exclusive; `end_state` changes only from
+//! `END_OPEN`, once.
 #![forbid(unsafe_code)]
 
 use crate::clock::now_ns;
@@ -44,6 +56,7 @@ impl Ring {
     /// event committed before, then the end of stream.
     pub fn force_end(&self) {
         let st = self.state();
+        // SYNC POINT: the end handshake (module docs); the first end wins.
         let _ =
             st.end_state
                 .compare_exchange(END_OPEN, END_FORCED, Ordering::SeqCst, Ordering::SeqCst);
@@ -54,6 +67,8 @@ impl Ring {
     /// setup before any worker starts, so an early finisher cannot end the buffer).
     /// Lowering it once writers have registered may end the buffer at once.
     pub fn set_expected_writers(&self, n: u32) {
+        // SYNC POINT: store `expected_writers`, then load `writers_registered`: one side of the
+        // end handshake (module docs); `try_end` is the other.
         self.state().expected_writers.store(n, Ordering::SeqCst);
         if self.state().writers_registered.load(Ordering::SeqCst) > 0 {
             self.try_end();
@@ -309,6 +324,9 @@ impl Ring {
         false
     }
 
+    /// Ends the buffer when every expected writer finished. SYNC POINT: the caller stored its
+    /// registration word before; here the words and `expected_writers` are loaded (`SeqCst`,
+    /// the end handshake of the module docs).
     pub(crate) fn try_end(&self) -> bool {
         let mut active = 0u32;
         let mut finished = 0u32;
@@ -334,6 +352,8 @@ impl Ring {
     /// Declares process `pid` the supervisor of this buffer: while it lives, it reclaims dead
     /// processes, and waiting endpoints leave that to it.
     pub fn set_supervisor(&self, pid: u32) {
+        // SYNC POINT: `SeqCst` so that a waiting endpoint's liveness check of the supervisor
+        // (`sweep_while_waiting`) sees it before any worker of the run starts.
         self.state().supervisor_pid.store(pid, Ordering::SeqCst);
     }
 
@@ -346,6 +366,8 @@ impl Ring {
 
     /// Pauses: writers get the discard slot until [`Ring::resume`].
     pub fn pause(&self) {
+        // SYNC POINT: the flag is a hint read Relaxed by writers before they take the lock;
+        // `SeqCst` orders it before the wake-up of sleeping writers (which then see it).
         self.state().paused.store(1, Ordering::SeqCst);
         self.empty().notify_all();
     }

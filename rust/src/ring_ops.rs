@@ -19,7 +19,7 @@ use crate::ring_protocol::{
     W_GROUP_OVERWRITTEN, W_READER, W_WRITER,
 };
 use crate::sync::{fence, Ordering};
-use crate::wait::{wait_until, wake};
+use crate::wait::{wait_until, wait_with, wake};
 
 impl Ring {
     // ----- writing -----
@@ -34,7 +34,11 @@ impl Ring {
         if let Some(n) = self.try_acquire_write_many(out)? {
             return Ok(n);
         }
-        wait_until(self.empty().waker(), deadline, || {
+        // The buffer is full: the readers are the bottleneck. Spinning cannot pay then (it
+        // takes the core from a reader when processes outnumber cores); sleep until
+        // `refill_mark` slots are free (see `release_many`) and write them in a burst.
+        let spin = self.refill_mark() <= 1;
+        wait_with(self.empty().waker(), deadline, spin, || {
             self.sweep_while_waiting();
             self.try_acquire_write_many(out).transpose()
         })
@@ -184,6 +188,10 @@ impl Ring {
         for chunk in slots.chunks(JOURNAL_SLOTS) {
             self.commit_chunk(chunk, stamp, reg)?;
         }
+        // SYNC POINT: the commit (under the lock) is ordered before the loads of the waiter
+        // counts below; pairs with the waiters' announce-then-re-check fence in `wait_until`,
+        // so either a reader sees the new event or we see it sleeping and wake it. The
+        // `wake` calls fence again; this one covers the `waiters` loads made here to skip them.
         fence(Ordering::SeqCst);
         let mask = st.active_groups.load(Ordering::Relaxed);
         for g in 0..self.group_capacity() {
@@ -295,6 +303,12 @@ impl Ring {
         }
         self.empty().notify();
         Ok(())
+    }
+
+    /// How many free slots wake a writer that waits for one (hysteresis: a writer that found
+    /// the buffer full is woken once per `refill_mark` released slots, not for every one).
+    fn refill_mark(&self) -> usize {
+        (self.slot_count() as usize / 4).clamp(1, 32)
     }
 
     // ----- reading -----
@@ -414,7 +428,13 @@ impl Ring {
             self.plan_consumed(&mut plan, chunk.len() as u64, how, reg, group);
             self.run(&lock, &plan);
         }
-        self.empty().notify();
+        // Wake a waiting writer once `refill_mark` slots are free, or when this group has
+        // nothing left to read (no further release may come soon). A snapshot: the writer's
+        // sleep is capped, so a missed wake-up costs time, never progress.
+        let empty = self.empty();
+        if empty.len() >= self.refill_mark() || self.filled_of(group).is_empty() {
+            empty.notify();
+        }
         Ok(())
     }
 

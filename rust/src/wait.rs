@@ -56,9 +56,20 @@ pub fn wake(w: &Waker, n: u32) {
 pub fn wait_until<T>(
     w: &Waker,
     deadline: Option<Instant>,
+    check: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    wait_with(w, deadline, true, check)
+}
+
+/// [`wait_until`], spinning first only if `spin` (else it goes to sleep at once: for a waiter
+/// whose waker will wake it only once several items are ready, spinning cannot pay).
+pub fn wait_with<T>(
+    w: &Waker,
+    deadline: Option<Instant>,
+    spin: bool,
     mut check: impl FnMut() -> Option<T>,
 ) -> Option<T> {
-    let spin_end = Instant::now() + spin_budget();
+    let spin_end = Instant::now() + if spin { spin_budget() } else { Duration::ZERO };
     loop {
         for _ in 0..16 {
             if let Some(v) = check() {
