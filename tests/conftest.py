@@ -7,9 +7,11 @@ import multiprocessing.resource_tracker
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psutil
 import pytest
+from setup_helpers import FUNCS
 
 # Qt windows of plotting workers and the GUI render offscreen in tests (no display needed).
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -97,3 +99,10 @@ def unique_name() -> Callable[[str], str]:
         return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
     return make
+
+
+@pytest.fixture
+def d(tmp_path: Path) -> Path:
+    """A setup directory holding funcs.py (the user functions of setup_helpers.FUNCS)."""
+    (tmp_path / "funcs.py").write_text(FUNCS)
+    return tmp_path
