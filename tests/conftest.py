@@ -12,6 +12,9 @@ from pathlib import Path
 import psutil
 import pytest
 from setup_helpers import FUNCS
+from template_test_helpers import DTYPE, LENGTH
+
+from mimocorb2.mimo_buffer import mimoBuffer
 
 # Qt windows of plotting workers and the GUI render offscreen in tests (no display needed).
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -106,3 +109,13 @@ def d(tmp_path: Path) -> Path:
     """A setup directory holding funcs.py (the user functions of setup_helpers.FUNCS)."""
     (tmp_path / "funcs.py").write_text(FUNCS)
     return tmp_path
+
+
+@pytest.fixture
+def make_buffer(unique_name: Callable[[str], str]) -> Callable[..., mimoBuffer]:
+    """Makes buffers of the worker-template tests (template_test_helpers.DTYPE, LENGTH)."""
+
+    def make(slot_count=32, data_length=LENGTH, dtype=None, prefix="buf"):
+        return mimoBuffer(unique_name(prefix), slot_count, data_length, dtype or DTYPE)
+
+    return make
