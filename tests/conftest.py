@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from buffer_test_helpers import DTYPE as BUFFER_DTYPE
 from setup_helpers import FUNCS
 from template_test_helpers import DTYPE, LENGTH
 
@@ -119,3 +120,9 @@ def make_buffer(unique_name: Callable[[str], str]) -> Callable[..., mimoBuffer]:
         return mimoBuffer(unique_name(prefix), slot_count, data_length, dtype or DTYPE)
 
     return make
+
+
+@pytest.fixture
+def buf(unique_name: Callable[[str], str]) -> mimoBuffer:
+    """A small buffer of the mimo_buffer tests (4 slots, 3 elements; test files may override)."""
+    return mimoBuffer(unique_name("api"), 4, 3, BUFFER_DTYPE)
