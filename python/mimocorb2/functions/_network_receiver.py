@@ -9,38 +9,14 @@ from typing import Any
 import numpy as np
 
 from mimocorb2.exceptions import BufferEndedError, BufferTimeoutError
-from mimocorb2.functions._network_wire import (
-    ACK,
-    ACK_EVERY,
-    BYE,
-    DATA,
-    END,
-    END_ACK,
-    HEARTBEAT,
-    HELLO,
-    HELLO_EVERY,
-    HELLO_RETRY,
-    POLL,
-    REJECT,
-    SILENCE_LIMIT,
-    WELCOME,
-    Link,
-    Message,
-    NetworkError,
-    Settings,
-    Waiter,
-    describe_layout,
-    json_payload,
-    layout_info,
-    new_session,
-)
+from mimocorb2.functions import _network_wire as wire
 from mimocorb2.worker_templates import Importer
 
 
 class Receiver:
     """The receiving side: opens sessions and writes the events into the sink."""
 
-    def __init__(self, importer: Importer, settings: Settings, link: Link) -> None:
+    def __init__(self, importer: Importer, settings: wire.Settings, link: wire.Link) -> None:
         self.io = importer.io
         self.name = importer.name
         self.log = importer.logger
@@ -49,9 +25,9 @@ class Receiver:
         self.settings = settings
         self.link = link
         self.slot = self.buffer.slot_byte_size
-        self.info = layout_info(self.buffer, self.name)
+        self.info = wire.layout_info(self.buffer, self.name)
         self.hello_payload = json.dumps(self.info).encode()
-        self.session = new_session()
+        self.session = wire.new_session()
         self.open = False
         self.heard = 0.0
         self.next_hello = 0.0
@@ -65,16 +41,16 @@ class Receiver:
         self.lost_at: float | None = None
         self.upstream: dict[str, Any] = {}
         self.sink_ended = False
-        self.waiter = Waiter(
+        self.waiter = wire.Waiter(
             lambda what: self.log.info("worker '%s': %s", self.name, what),
             f"waiting for a network.sender at {settings.address}",
         )
 
     def ack(self, force: bool = False) -> None:
         now = time.monotonic()
-        due = self.committed > self.acked and now - self.last_ack >= ACK_EVERY
-        idle = now - self.link.last_sent >= HEARTBEAT
-        if (force or due or idle) and self.link.send(ACK, self.session, self.committed):
+        due = self.committed > self.acked and now - self.last_ack >= wire.ACK_EVERY
+        idle = now - self.link.last_sent >= wire.HEARTBEAT
+        if (force or due or idle) and self.link.send(wire.ACK, self.session, self.committed):
             self.acked = self.committed
             self.last_ack = now
 
@@ -86,18 +62,18 @@ class Receiver:
             reason,
             self.settings.timeout,
         )
-        self.session = new_session()
+        self.session = wire.new_session()
         self.open = False
         self.committed = self.acked = 0
         self.lost_at = time.monotonic()
         self.next_hello = 0.0
         self.waiter.reset()
 
-    def write(self, msg: Message) -> None:
+    def write(self, msg: wire.Message) -> None:
         """Writes the events of a DATA message into the sink (sending signs of life)."""
         k = msg.count
         if msg.number != self.committed:
-            raise NetworkError(
+            raise wire.NetworkError(
                 f"events out of order from {self.settings.address}: expected event "
                 f"{self.committed} of the session, got {msg.number}"
             )
@@ -105,7 +81,7 @@ class Receiver:
         rows = np.frombuffer(frame.buffer, dtype=np.uint8) if frame is not None else None
         if rows is None or rows.size != k * self.slot:
             got = 0 if rows is None else rows.size
-            raise NetworkError(
+            raise wire.NetworkError(
                 f"a message from {self.settings.address} holds {got} bytes instead of "
                 f"{k} events of {self.slot} bytes"
             )
@@ -113,7 +89,7 @@ class Receiver:
         done = 0
         while done < k:
             try:
-                n = self.writer.write_rows(rows[done:], k - done, True, False, POLL)
+                n = self.writer.write_rows(rows[done:], k - done, True, False, wire.POLL)
             except BufferTimeoutError:  # the sink is full: stay alive for the sender
                 self.ack()
                 continue
@@ -126,15 +102,15 @@ class Receiver:
             self.received += n
         self.ack()
 
-    def handle(self, msg: Message) -> bool:
+    def handle(self, msg: wire.Message) -> bool:
         """Handles one message; True when the stream has ended."""
         if msg.session != self.session:
-            if msg.kind == DATA:
+            if msg.kind == wire.DATA:
                 self.stale += msg.count
             return False
         self.heard = time.monotonic()
-        if msg.kind == WELCOME and not self.open:
-            theirs = json_payload(msg)
+        if msg.kind == wire.WELCOME and not self.open:
+            theirs = wire.json_payload(msg)
             self.open = True
             self.sessions += 1
             self.lost_at = None
@@ -142,26 +118,28 @@ class Receiver:
                 "worker '%s': connected to network.sender '%s' (%s) at %s",
                 self.name,
                 theirs.get("worker"),
-                describe_layout(theirs),
+                wire.describe_layout(theirs),
                 self.settings.address,
             )
-        elif msg.kind == REJECT:
-            reason = json_payload(msg).get("reason", "the sender refused the connection")
-            raise NetworkError(f"the network.sender at {self.settings.address} refused: {reason}")
-        elif msg.kind == DATA and self.open:
+        elif msg.kind == wire.REJECT:
+            reason = wire.json_payload(msg).get("reason", "the sender refused the connection")
+            raise wire.NetworkError(
+                f"the network.sender at {self.settings.address} refused: {reason}"
+            )
+        elif msg.kind == wire.DATA and self.open:
             self.write(msg)
-        elif msg.kind == END and self.open:
-            self.upstream = json_payload(msg)
+        elif msg.kind == wire.END and self.open:
+            self.upstream = wire.json_payload(msg)
             if msg.number != self.committed and not self.sink_ended:
-                raise NetworkError(
+                raise wire.NetworkError(
                     f"the sender ended the stream after {msg.number} event(s) of the session, "
                     f"but {self.committed} arrived"
                 )
             deadline = time.monotonic() + min(self.settings.timeout, 5.0)
-            while not self.link.send(END_ACK, self.session, self.committed):
+            while not self.link.send(wire.END_ACK, self.session, self.committed):
                 if time.monotonic() > deadline:
                     break
-                self.link.writable(POLL)
+                self.link.writable(wire.POLL)
             return True
         return False
 
@@ -171,7 +149,7 @@ class Receiver:
         while True:
             if self.sink_ended or self.buffer.flush_event_received:
                 self.sink_ended = True
-                link.send(BYE, self.session, self.committed)
+                link.send(wire.BYE, self.session, self.committed)
                 self.log.info(
                     "worker '%s': sink '%s' was shut down; stopping the receiver",
                     self.name,
@@ -183,19 +161,19 @@ class Receiver:
                 if now >= self.next_hello:
                     # not connected yet (the send fails): try again soon, so that a sender
                     # learns of a new session before it sends more to a lost one
-                    sent = link.send(HELLO, self.session, payload=self.hello_payload)
-                    self.next_hello = now + (HELLO_EVERY if sent else HELLO_RETRY)
+                    sent = link.send(wire.HELLO, self.session, payload=self.hello_payload)
+                    self.next_hello = now + (wire.HELLO_EVERY if sent else wire.HELLO_RETRY)
                 if self.lost_at is not None and now - self.lost_at > self.settings.timeout:
-                    raise NetworkError(
+                    raise wire.NetworkError(
                         f"the connection to the sender at {self.settings.address} was lost and "
                         f"not restored within {self.settings.timeout:g} s (config 'timeout')"
                     )
                 self.waiter.tick()
-            msg = link.recv(POLL if self.open else HELLO_RETRY)
+            msg = link.recv(wire.POLL if self.open else wire.HELLO_RETRY)
             if msg is None:
                 if self.open:
-                    if time.monotonic() - self.heard > SILENCE_LIMIT:
-                        self.lose(f"no sign of life from the sender for {SILENCE_LIMIT:g} s")
+                    if time.monotonic() - self.heard > wire.SILENCE_LIMIT:
+                        self.lose(f"no sign of life from the sender for {wire.SILENCE_LIMIT:g} s")
                     else:
                         self.ack()
                 continue

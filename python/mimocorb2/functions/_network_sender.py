@@ -9,31 +9,7 @@ from typing import Any
 import numpy as np
 
 from mimocorb2.exceptions import BufferTimeoutError
-from mimocorb2.functions._network_wire import (
-    ACK,
-    BATCH_BYTES,
-    BATCH_EVENTS,
-    BYE,
-    DATA,
-    END,
-    END_ACK,
-    HEARTBEAT,
-    HELLO,
-    PING,
-    POLL,
-    REJECT,
-    SILENCE_LIMIT,
-    WELCOME,
-    Link,
-    Message,
-    NetworkError,
-    Settings,
-    Waiter,
-    describe_layout,
-    json_payload,
-    layout_info,
-    layout_mismatch,
-)
+from mimocorb2.functions import _network_wire as wire
 from mimocorb2.mimo_buffer import _record_dtype
 from mimocorb2.worker_templates import Exporter
 
@@ -41,7 +17,7 @@ from mimocorb2.worker_templates import Exporter
 class Sender:
     """The sending side: reads the source in batches and sends them (see the module doc)."""
 
-    def __init__(self, exporter: Exporter, settings: Settings, link: Link) -> None:
+    def __init__(self, exporter: Exporter, settings: wire.Settings, link: wire.Link) -> None:
         self.io = exporter.io
         self.name = exporter.name
         self.log = exporter.logger
@@ -51,8 +27,8 @@ class Sender:
         buf = self.reader.buffer
         self.slot = buf.slot_byte_size
         self.record = _record_dtype(buf)
-        self.max_events = max(1, min(BATCH_EVENTS, BATCH_BYTES // max(1, self.slot)))
-        self.info = layout_info(buf, self.name)
+        self.max_events = max(1, min(wire.BATCH_EVENTS, wire.BATCH_BYTES // max(1, self.slot)))
+        self.info = wire.layout_info(buf, self.name)
         self.session = 0  # 0: no receiver
         self.heard = 0.0
         self.sent = 0  # events sent in this session
@@ -70,7 +46,7 @@ class Sender:
         self.dropped_no_receiver = 0
         self.dropped_after_read = 0
         self.sessions = 0
-        self.waiter = Waiter(
+        self.waiter = wire.Waiter(
             lambda what: self.log.info("worker '%s': %s", self.name, what),
             f"waiting for a network.receiver at {settings.address}",
         )
@@ -87,49 +63,49 @@ class Sender:
             self.handle(msg)
         if self.link.disconnected() and self.session and not self.end_acked:
             self.lose("its connection closed")
-        if self.session and time.monotonic() - self.heard > SILENCE_LIMIT:
-            self.lose(f"no sign of life from the receiver for {SILENCE_LIMIT:g} s")
-        if self.session and time.monotonic() - self.link.last_sent >= HEARTBEAT:
-            self.link.send(PING, self.session, self.sent)
+        if self.session and time.monotonic() - self.heard > wire.SILENCE_LIMIT:
+            self.lose(f"no sign of life from the receiver for {wire.SILENCE_LIMIT:g} s")
+        if self.session and time.monotonic() - self.link.last_sent >= wire.HEARTBEAT:
+            self.link.send(wire.PING, self.session, self.sent)
 
-    def handle(self, msg: Message) -> None:
-        if msg.kind == HELLO:
+    def handle(self, msg: wire.Message) -> None:
+        if msg.kind == wire.HELLO:
             if msg.session != self.session:
                 self.hello(msg)
         elif msg.session == self.session and self.session:
             self.heard = time.monotonic()
-            if msg.kind in (ACK, END_ACK):
+            if msg.kind in (wire.ACK, wire.END_ACK):
                 self.acked = max(self.acked, min(msg.number, self.sent))
-                if msg.kind == END_ACK:
+                if msg.kind == wire.END_ACK:
                     self.end_acked = True
-            elif msg.kind == BYE:
+            elif msg.kind == wire.BYE:
                 self.acked = max(self.acked, min(msg.number, self.sent))
                 self.lose("the receiver stopped (its sink was shut down)")
-        elif msg.session in self.old_sessions and msg.kind in (ACK, END_ACK, BYE):
+        elif msg.session in self.old_sessions and msg.kind in (wire.ACK, wire.END_ACK, wire.BYE):
             late = msg.number - self.old_sessions[msg.session]
             if late > 0:  # delivered after all: not lost
                 self.old_sessions[msg.session] = msg.number
                 self.lost_in_transit -= late
                 self.delivered += late
 
-    def hello(self, msg: Message) -> None:
-        theirs = json_payload(msg)
-        problem = layout_mismatch(self.info, theirs)
+    def hello(self, msg: wire.Message) -> None:
+        theirs = wire.json_payload(msg)
+        problem = wire.layout_mismatch(self.info, theirs)
         if problem:
             payload = json.dumps({"reason": problem, "sender": self.info}).encode()
             deadline = time.monotonic() + min(self.settings.timeout, 5.0)
-            while not self.link.send(REJECT, msg.session, payload=payload):
+            while not self.link.send(wire.REJECT, msg.session, payload=payload):
                 if time.monotonic() > deadline:
                     break
-                self.link.writable(POLL)
+                self.link.writable(wire.POLL)
             # A refusal can be lost while the connection is still being set up: answer the
             # receiver's repeated HELLOs (every 0.5 s) for a little while before stopping.
             until = time.monotonic() + min(self.settings.timeout, 2.0)
             while time.monotonic() < until:
-                again = self.link.recv(POLL)
-                if again is not None and again.kind == HELLO:
-                    self.link.send(REJECT, again.session, payload=payload)
-            raise NetworkError(f"a network.receiver tried to connect, but {problem}")
+                again = self.link.recv(wire.POLL)
+                if again is not None and again.kind == wire.HELLO:
+                    self.link.send(wire.REJECT, again.session, payload=payload)
+            raise wire.NetworkError(f"a network.receiver tried to connect, but {problem}")
         if self.session:
             self.lose("a new receiver connected (was the receiver restarted?)")
         self.session = msg.session
@@ -138,12 +114,12 @@ class Sender:
         self.heard = time.monotonic()
         self.lost_at = None
         self.end_acked = False
-        self.send_control(WELCOME, payload=json.dumps(self.info).encode())
+        self.send_control(wire.WELCOME, payload=json.dumps(self.info).encode())
         self.log.info(
             "worker '%s': connected to network.receiver '%s' (%s) at %s, pattern %s",
             self.name,
             theirs.get("worker"),
-            describe_layout(theirs),
+            wire.describe_layout(theirs),
             self.settings.address,
             self.settings.pattern,
         )
@@ -176,11 +152,11 @@ class Sender:
         session = self.session
         while not self.link.send(kind, session, number, payload=payload):
             if time.monotonic() > deadline:
-                raise NetworkError(
+                raise wire.NetworkError(
                     f"the receiver at {self.settings.address} took no message for "
                     f"{self.settings.timeout:g} s (config 'timeout')"
                 )
-            self.link.writable(POLL)
+            self.link.writable(wire.POLL)
 
     # -- waiting for a receiver --
 
@@ -198,7 +174,7 @@ class Sender:
             what = "the connection to the receiver was lost and not restored"
         else:
             what = "the source ended, but no network.receiver connected"
-        raise NetworkError(
+        raise wire.NetworkError(
             f"{what} within {self.settings.timeout:g} s (config 'timeout') at "
             f"{self.settings.address}; {self.sent_total - self.lost_in_transit} event(s) "
             f"delivered, {self.lost_in_transit} lost in transit, {left} read but not sent"
@@ -218,7 +194,7 @@ class Sender:
         """Publish pattern: takes one event and releases it as dropped; False at the end."""
         reader = self.reader
         try:
-            slot = reader.acquire(POLL)
+            slot = reader.acquire(wire.POLL)
         except BufferTimeoutError:
             return True
         if slot is None:
@@ -235,7 +211,7 @@ class Sender:
         assert self.pending is not None
         out, k = self.pending
         payload = out.view(np.uint8)[: k * self.slot]
-        if not self.link.send(DATA, self.session, self.sent, k, payload):
+        if not self.link.send(wire.DATA, self.session, self.sent, k, payload):
             return False
         self.pending = None
         self.sent += k
@@ -247,7 +223,7 @@ class Sender:
         push = self.settings.pattern == "push"
         if not self.session:
             if push:
-                self.service(POLL)
+                self.service(wire.POLL)
                 self.check_deadline()
             else:
                 self.service(0.0)
@@ -256,7 +232,7 @@ class Sender:
             return
         if self.pending is not None:
             if not self.send_pending():
-                self.link.writable(POLL)
+                self.link.writable(wire.POLL)
                 self.service(0.0)
             return
         if not push and not self.link.writable(0.0):
@@ -265,7 +241,7 @@ class Sender:
             self.service(0.0)
             return
         try:
-            batch = self.read(POLL)
+            batch = self.read(wire.POLL)
         except BufferTimeoutError:
             self.service(0.0)
             return
@@ -290,12 +266,12 @@ class Sender:
                         "worker '%s': end of the source; no receiver is connected", self.name
                     )
                     return
-                self.service(POLL)
+                self.service(wire.POLL)
                 self.check_deadline()
                 continue
             if self.pending is not None:
                 if not self.send_pending():
-                    self.link.writable(POLL)
+                    self.link.writable(wire.POLL)
                     self.service(0.0)
                 continue
             totals = {
@@ -304,10 +280,10 @@ class Sender:
                 "dropped_publish": self.dropped_lagging + self.dropped_no_receiver,
             }
             session = self.session
-            self.send_control(END, self.sent, json.dumps(totals).encode())
+            self.send_control(wire.END, self.sent, json.dumps(totals).encode())
             while self.session == session and not self.end_acked:
-                self.service(POLL)
-                if time.monotonic() - self.ended_at > self.settings.timeout + SILENCE_LIMIT:
+                self.service(wire.POLL)
+                if time.monotonic() - self.ended_at > self.settings.timeout + wire.SILENCE_LIMIT:
                     self.lose("no END_ACK")
             if self.end_acked:
                 self.delivered += self.acked
