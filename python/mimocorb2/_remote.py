@@ -40,9 +40,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
+from mimocorb2._control_types import Command, ExitCommand, command_to_wire
 from mimocorb2._gui.link import LINES_PER_MESSAGE, encode, valid_command
 
 __all__ = [
@@ -770,51 +770,6 @@ class RemoteClient:
             self._ctx.term()
 
 
-class _Lines:
-    """Received output lines, handed to :meth:`Terminal.flush_lines`."""
-
-    def __init__(self, lines: list[Any]) -> None:
-        self._lines = lines
-
-    def drain_lines(self, _max: int) -> tuple[list[Any], int]:
-        lines, self._lines = self._lines, []
-        return lines, 0
-
-
-class _RemoteView:
-    """What the :class:`~mimocorb2._terminal.Terminal` needs of a control, for a remote run."""
-
-    def __init__(self, client: RemoteClient, setup: dict[str, Any]) -> None:
-        self.client = client
-        self.roots: list[str] = list(setup["roots"])
-        self.setup = SimpleNamespace(
-            workers={
-                n: SimpleNamespace(number_of_processes=int(w["number_of_processes"]))
-                for n, w in setup["workers"].items()
-            }
-        )
-        self.commands = self  # the terminal calls commands.put(...)
-        self._procs: list[dict[str, Any]] = []  # so that 'exit' leaves at once
-        self.stats: dict[str, Any] = {
-            "buffers": {},
-            "workers": {},
-            "time_active": 0.0,
-            "total_processes_alive": 0,
-        }
-        self.detached = threading.Event()
-
-    def put(self, command: Any) -> None:
-        """A typed command: to the run, or (``exit``) leave."""
-        if command is None:
-            self.detached.set()
-        else:
-            self.client.command(command)
-
-    def get_stats(self) -> dict[str, Any]:
-        """The newest statistics received."""
-        return self.stats
-
-
 def run_terminal(client: RemoteClient, setup: dict[str, Any]) -> int:
     """The terminal (``kbd``) for a served run, until it ends or the user leaves.
 
@@ -824,30 +779,36 @@ def run_terminal(client: RemoteClient, setup: dict[str, Any]) -> int:
     """
     from mimocorb2._terminal import Terminal
 
-    view = _RemoteView(client, setup)
-    terminal = Terminal(view, interactive=True)  # type: ignore[arg-type]
+    detached = threading.Event()
+
+    def put(command: Command) -> None:  # a typed command: to the run, or (exit) leave
+        if isinstance(command, ExitCommand):
+            detached.set()
+        else:
+            client.command(command_to_wire(command))
+
+    terminal = Terminal(put, interactive=True, exit_any_time=True)
     print(
         f"mimocorb2: connected to the run in {setup.get('run_dir')} on {client.address}; "
         "'exit' or Ctrl-C leaves it running",
         flush=True,
     )
-    terminal.start()
+    terminal.start(setup)  # type: ignore[arg-type]  # the setup message holds the RunInfo
     finished: dict[str, Any] | None = None
     gone: str | None = None
+    stats: dict[str, Any] = {"buffers": {}, "workers": {}, "time_active": 0.0}
     last_status = 0.0
     try:
-        while not view.detached.is_set() and finished is None and gone is None:
+        while not detached.is_set() and finished is None and gone is None:
             for message in client.messages():
                 kind = message["type"]
                 if kind == "lines":
-                    terminal.flush_lines(_Lines(message["lines"]))
-                    if message.get("dropped"):
-                        terminal.write(f"mimocorb2: {message['dropped']} output lines dropped")
+                    terminal.lines(message["lines"], int(message.get("dropped") or 0))
                 elif kind == "stats":
-                    view.stats = message["stats"]
-                    if time.monotonic() - last_status >= 1.0:
+                    stats = message["stats"]
+                    if time.monotonic() - last_status >= terminal.stats_interval:
                         last_status = time.monotonic()
-                        terminal.status(view.stats)
+                        terminal.stats(stats, message.get("failures", []))  # type: ignore[arg-type]
                 elif kind == "finished":
                     finished = message
                 elif kind == "eof":
@@ -860,8 +821,8 @@ def run_terminal(client: RemoteClient, setup: dict[str, Any]) -> int:
         terminal.stop()
         client.close()
     if finished is not None:
-        terminal.summary(view.stats)
         code = int(finished.get("exit_code") or 0)
+        terminal.finished(stats, [], code)  # type: ignore[arg-type]
         print(f"mimocorb2: the run on {client.address} finished (exit code {code})", flush=True)
         return code
     if gone is not None:

@@ -32,28 +32,19 @@ import time
 from collections.abc import Callable, Iterable
 from typing import IO, Any
 
+from mimocorb2._control_types import parse_command
+
 MAX_BACKLOG_LINES = 20_000
 LINES_PER_MESSAGE = 2_000
 
-_BUFFER_ACTIONS = ("shutdown", "pause", "resume")
-_WORKER_ACTIONS = ("shutdown", "kill")
-
 
 def valid_command(command: Any) -> bool:
-    """Whether ``command`` is one the control accepts (``None`` is the exit command)."""
-    if command is None:
-        return True
-    if not isinstance(command, list | tuple) or len(command) != 3:
+    """Whether ``command`` is one the control accepts (``parse_command`` takes it)."""
+    try:
+        parse_command(command)
+    except ValueError:
         return False
-    kind, which, action = command
-    names_ok = which in ("all", "roots") or (
-        isinstance(which, list) and all(isinstance(n, str) for n in which)
-    )
-    if kind == "buffer":
-        return names_ok and action in _BUFFER_ACTIONS
-    if kind == "worker":
-        return names_ok and which != "roots" and action in _WORKER_ACTIONS
-    return False
+    return True
 
 
 def encode(message: dict[str, Any]) -> bytes:
