@@ -42,7 +42,7 @@ def _attach_buffers(handles: Mapping[str, BufferHandle]) -> dict[str, Any]:
     from mimocorb2.mimo_buffer import _attach
 
     return {
-        name: _attach(h["pid"], h["fd"], tuple(h["instance"]), h["data_length"])
+        name: _attach(h["pid"], h["fd"], (h["instance"][0], h["instance"][1]), h["data_length"])
         for name, h in handles.items()
     }
 
