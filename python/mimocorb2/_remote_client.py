@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mimocorb2._control_types import Command, ExitCommand, command_to_wire
-from mimocorb2._gui.link import encode, valid_command
+from mimocorb2._face_messages import decode, drain, encode, valid_command
 from mimocorb2._remote_access import (
     AUTHORIZED_DIR,
     CLIENT_SECRET,
@@ -131,7 +130,7 @@ class RemoteClient:
                         )
                     raise RemoteError(problem)
                 if self._socket in ready:
-                    message = self._decode(self._socket.recv())
+                    message = decode(self._socket.recv()) or {}
                     if message.get("type") == "refused":
                         raise RemoteError(f"the run on {self.address} refused: {message['reason']}")
                     if message.get("type") == "setup":
@@ -159,14 +158,6 @@ class RemoteClient:
             f"there (mimocorb2 SETUP --serve ...), a firewall is in the way, or {keys}"
         )
 
-    @staticmethod
-    def _decode(raw: bytes) -> dict[str, Any]:
-        try:
-            message = json.loads(raw)
-        except ValueError:
-            return {}
-        return message if isinstance(message, dict) else {}
-
     def _io(self) -> None:
         zmq = self._zmq
         heard = sent = time.monotonic()
@@ -176,7 +167,7 @@ class RemoteClient:
                 heard = time.monotonic()
                 while True:
                     try:
-                        message = self._decode(self._socket.recv(zmq.NOBLOCK))
+                        message = decode(self._socket.recv(zmq.NOBLOCK)) or {}
                     except zmq.Again:
                         break
                     kind = message.get("type")
@@ -215,12 +206,7 @@ class RemoteClient:
 
     def messages(self) -> list[dict[str, Any]]:
         """Every message of the run received since the last call (``eof`` when it has gone)."""
-        out = []
-        while True:
-            try:
-                out.append(self._incoming.get_nowait())
-            except queue.Empty:
-                return out
+        return drain(self._incoming)
 
     def send(self, message: dict[str, Any]) -> None:
         """Forwards a command message; the window's ``ready`` and ``keep_open`` stay here."""

@@ -11,7 +11,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from mimocorb2._gui.link import LINES_PER_MESSAGE, encode, valid_command
+from mimocorb2._face_messages import (
+    decode,
+    encode,
+    failure_summaries,
+    line_messages,
+    valid_command,
+)
 from mimocorb2._remote_access import (
     CLOSE_LINGER_MS,
     HISTORY_LINES,
@@ -125,16 +131,7 @@ class RemoteServer:
 
     def send_stats(self, stats: dict[str, Any], failures: Iterable[dict[str, Any]]) -> None:
         """Queues the statistics (the newest replace ones not sent yet)."""
-        fails = [
-            {
-                "name": p["name"],
-                "worker": p["worker"],
-                "exit_code": p["exit_code"],
-                "signal": p["signal"],
-                "tail": list(p.get("tail", []))[-10:],
-            }
-            for p in failures
-        ]
+        fails = failure_summaries(failures)
         # JSON now, so that the server thread never sees a dictionary the control changes.
         message = json.loads(encode({"type": "stats", "stats": stats, "failures": fails}))
         with self._cond:
@@ -202,11 +199,8 @@ class RemoteServer:
             if len(frames) != 2:
                 continue
             client, raw = frames
-            try:
-                message = json.loads(raw)
-            except ValueError:
-                continue
-            if not isinstance(message, dict):
+            message = decode(raw)
+            if message is None:
                 continue
             kind = message.get("type")
             if kind == "hello":
@@ -239,21 +233,11 @@ class RemoteServer:
         self._send(client, {"type": "setup", "version": PROTOCOL_VERSION, **self._info})
         with self._cond:  # the lines still pending reach the client with everyone's
             history = list(self._history)[: max(len(self._history) - len(self._lines), 0)]
-        for message in self._line_messages(history, 0):
+        for message in line_messages(history, 0):
             self._send(client, message)
         for last in (self._newest_stats, self._newest_finished):
             if last is not None:
                 self._send(client, last)
-
-    @staticmethod
-    def _line_messages(lines: list[list[str]], dropped: int) -> list[dict[str, Any]]:
-        out = []
-        for i in range(0, max(len(lines), 1), LINES_PER_MESSAGE):
-            chunk = lines[i : i + LINES_PER_MESSAGE]
-            if chunk or dropped:
-                out.append({"type": "lines", "lines": chunk, "dropped": dropped})
-                dropped = 0
-        return out
 
     def _flush(self) -> bool:
         """Sends the pending lines, statistics and end; returns whether anything was sent."""
@@ -266,7 +250,7 @@ class RemoteServer:
         # what a client that connects later receives after its setup message
         self._newest_stats = stats or self._newest_stats
         self._newest_finished = finished or self._newest_finished
-        messages = self._line_messages(lines, dropped)
+        messages = line_messages(lines, dropped)
         messages += [m for m in (stats, finished) if m is not None]
         for message in messages:
             self._broadcast(message)
