@@ -42,6 +42,7 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from mimocorb2.functions import _network_wire
 from mimocorb2.functions._network_receiver import Receiver
 from mimocorb2.functions._network_sender import Sender
 
@@ -53,8 +54,6 @@ from mimocorb2.functions._network_wire import (  # noqa: F401
     INSTALL_HINT,
     NOTES_DIR,
     PATTERNS,
-    PROTOCOL_VERSION,
-    SILENCE_LIMIT,
     Link,
     NetworkError,
     Settings,
@@ -69,6 +68,13 @@ from mimocorb2.mimo_worker import BufferIO
 from mimocorb2.worker_templates import Exporter, Importer, SetupError
 
 __all__ = ["NetworkError", "receiver", "sender"]
+
+# Defined here too, so that the documentation of this module carries their descriptions.
+PROTOCOL_VERSION = _network_wire.PROTOCOL_VERSION
+"""Version of the wire protocol; both sides must speak the same."""
+
+SILENCE_LIMIT = _network_wire.SILENCE_LIMIT
+"""Seconds without a sign of life after which the peer counts as lost."""
 
 
 def _validator(role: str) -> Callable[[Mapping[str, Any], Any, int | None], list[str]]:
