@@ -1,9 +1,11 @@
 """Conversion of ``.mimo`` files to HDF5, Parquet, ROOT and CSV (``mimocorb2 convert``).
 
 :func:`mimocorb2.mimo_file.convert_to` opens the ``.mimo`` file, checks the format with
-:func:`conversion_format` and hands both to :func:`convert_mimo`, which reads the file in
-large blocks of records and gives each block, unchanged (``data`` and ``metadata`` as views of
-the records), to the writer of the format (:mod:`mimocorb2._file_formats`).
+:func:`conversion_format` and hands both to :func:`convert_mimo`, which maps the file's
+records into memory (read-only) and gives them to the writer of the format
+(:mod:`mimocorb2._file_formats`) in large blocks, unchanged: ``data`` and ``metadata`` are
+views of the records, so the HDF5 writer reads them straight from the mapping and the other
+writers copy them once.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from mimocorb2._event_files import claim
 from mimocorb2._file_formats import COMPRESSIONS, SUFFIXES, format_of, open_writer
 
 BLOCK_BYTES = 32 << 20
-"""Bytes of records read from the ``.mimo`` file at a time."""
+"""Bytes of records handed to the writer at a time (the unit of progress)."""
 
 
 def _setup_yaml_beside(source: Path) -> str:
@@ -119,9 +121,11 @@ def convert_mimo(
         writer = open_writer(fmt, target, reader.data_dtype, reader.data_length, **options)
     done = 0
     try:
-        for data, metadata in reader.chunks(max(1, BLOCK_BYTES // reader.record_size)):
-            writer.write(metadata, data)
-            done += len(data)
+        data, metadata = reader.read_all(mmap=True)  # views of the records in the file
+        step = max(1, BLOCK_BYTES // reader.record_size)
+        for start in range(0, len(data), step):
+            writer.write(metadata[start : start + step], data[start : start + step])
+            done = min(start + step, len(data))
             if progress is not None:
                 progress(done, total)
     finally:
