@@ -7,9 +7,15 @@ import multiprocessing.resource_tracker
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psutil
 import pytest
+from buffer_test_helpers import DTYPE as BUFFER_DTYPE
+from setup_helpers import FUNCS
+from template_test_helpers import DTYPE, LENGTH
+
+from mimocorb2.mimo_buffer import mimoBuffer
 
 # Qt windows of plotting workers and the GUI render offscreen in tests (no display needed).
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -97,3 +103,26 @@ def unique_name() -> Callable[[str], str]:
         return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
     return make
+
+
+@pytest.fixture
+def d(tmp_path: Path) -> Path:
+    """A setup directory holding funcs.py (the user functions of setup_helpers.FUNCS)."""
+    (tmp_path / "funcs.py").write_text(FUNCS)
+    return tmp_path
+
+
+@pytest.fixture
+def make_buffer(unique_name: Callable[[str], str]) -> Callable[..., mimoBuffer]:
+    """Makes buffers of the worker-template tests (template_test_helpers.DTYPE, LENGTH)."""
+
+    def make(slot_count=32, data_length=LENGTH, dtype=None, prefix="buf"):
+        return mimoBuffer(unique_name(prefix), slot_count, data_length, dtype or DTYPE)
+
+    return make
+
+
+@pytest.fixture
+def buf(unique_name: Callable[[str], str]) -> mimoBuffer:
+    """A small buffer of the mimo_buffer tests (4 slots, 3 elements; test files may override)."""
+    return mimoBuffer(unique_name("api"), 4, 3, BUFFER_DTYPE)

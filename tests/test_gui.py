@@ -28,6 +28,7 @@ pytest.importorskip("pytestqt")
 
 from mimocorb2 import _gui
 from mimocorb2._gui import link
+from mimocorb2._gui.face import GuiFace
 from mimocorb2._gui.flow import layout
 from mimocorb2._gui.window import TABS, BufferManagerWindow
 from mimocorb2._qt import QtCore, QtGui, pg
@@ -121,7 +122,7 @@ def start_run(tmp_path, monkeypatch, qtbot):
     def start(**setup_args) -> Run:
         holder = {}
 
-        def open_channel(control):
+        def open_channel(run_dir):
             (to_gui, from_gui), (gui_in, gui_out) = link.pipe_pair()
             holder["endpoint"] = link.Endpoint(gui_in, gui_out)
             return to_gui, from_gui, None
@@ -458,7 +459,8 @@ def test_gui_that_dies_leaves_the_run_to_the_terminal(start_run, qtbot, capsys):
     w.timer.stop()
     w.endpoint.close()  # as if the GUI process crashed: its pipe ends without an Exit
     w.hide()
-    qtbot.waitUntil(lambda: run.control._gui is None, timeout=5000)
+    gui_face = next(f for f in run.control.faces if isinstance(f, GuiFace))
+    qtbot.waitUntil(lambda: gui_face.link is None, timeout=5000)
     assert "the GUI ended unexpectedly" in capsys.readouterr().err
     count = run.root_stats()["event_count"]
     qtbot.wait(500)

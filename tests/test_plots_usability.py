@@ -208,10 +208,7 @@ def test_gui_failure_message_names_the_missing_libraries(tmp_path, monkeypatch):
         _qt_libs, "missing_libraries", lambda platform, out=None: ["libxcb-icccm.so.4"]
     )
 
-    class FakeControl:
-        run_dir = tmp_path
-
-    text = _gui.gui_log_tail(FakeControl())
+    text = _gui.gui_log_tail(tmp_path)
     assert "missing: libxcb-icccm.so.4" in text
     assert "sudo apt-get install libxcb-icccm4" in text
     assert 'Could not load the Qt platform plugin "xcb"' in text

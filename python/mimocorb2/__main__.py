@@ -89,11 +89,15 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     mode = args.mode or ("gui+stats" if _has_display() else "kbd+stats")
 
+    from mimocorb2._control_types import CommandQueue
+    from mimocorb2._faces import build_faces
     from mimocorb2.control import Control
     from mimocorb2.exceptions import MimocorbError
 
     try:
-        control = Control.from_setup_file(args.setup_file, mode)
+        commands = CommandQueue()  # the faces put their commands in, the control takes them
+        faces = build_faces(mode, commands)
+        control = Control.from_setup_file(args.setup_file, faces=faces, commands=commands)
     except (MimocorbError, ValueError, OSError) as e:
         print(f"mimocorb2: {e}", file=sys.stderr)
         return 2

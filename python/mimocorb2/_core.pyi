@@ -5,7 +5,13 @@ from typing import Any, Protocol, final
 from numpy.typing import NDArray
 from typing_extensions import disjoint_base
 
-from mimocorb2._control_types import CoreBufferStats, GroupStats, Registration
+from mimocorb2._control_types import (
+    CoreBufferStats,
+    GroupStats,
+    OutputLine,
+    ProcessInfo,
+    Registration,
+)
 
 class _SlotViews(Protocol):
     """What an endpoint indexes: the ``[metadata, data]`` views of each slot (and ``TRASH``)."""
@@ -170,7 +176,7 @@ class Supervisor:
         env: list[tuple[str, str]] = ...,
         max_restarts: int = 0,
     ) -> int: ...
-    def poll(self) -> list[dict[str, Any]]: ...
-    def drain_lines(self, max: int = 10000) -> tuple[list[Any], int]: ...
+    def poll(self) -> list[ProcessInfo]: ...
+    def drain_lines(self, max: int = 10000) -> tuple[list[OutputLine], int]: ...
     def signal(self, signal: str, names: list[str] | None = None) -> int: ...
     def terminate(self, names: list[str] | None = None, grace: float = 2.0) -> None: ...

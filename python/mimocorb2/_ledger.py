@@ -15,7 +15,7 @@ For a linear chain importer → filter → processor → exporter the books clos
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ def worker_tags(worker_names: list[str]) -> dict[str, int]:
 
 
 def buffer_ledger(
-    stats: Mapping[str, Any], groups: list[Mapping[str, Any]] | None = None
+    stats: Mapping[str, Any], groups: Sequence[Mapping[str, Any]] | None = None
 ) -> dict[str, Any]:
     """The ledger entry of one buffer from its ``_core`` statistics (and its reader groups).
 
@@ -69,9 +69,9 @@ def _groups_entry(groups: list[Mapping[str, Any]] | None) -> dict[str, Any]:
 
 
 def worker_ledger(
-    registrations: Mapping[str, list[Mapping[str, Any]]],
+    registrations: Mapping[str, Sequence[Mapping[str, Any]]],
     tags: Mapping[str, int],
-    procs: list[Mapping[str, Any]],
+    procs: Sequence[Mapping[str, Any]],
 ) -> dict[str, dict[str, Any]]:
     """Per-worker counts from the buffers' endpoint registrations and the processes.
 

@@ -10,6 +10,7 @@ mean dead time of the events committed in the last :data:`WINDOW_S` seconds.
 from __future__ import annotations
 
 import collections
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["WINDOW_S", "RecentDeadtime"]
@@ -30,7 +31,7 @@ class RecentDeadtime:
         self.window = window
         self._history: dict[str, collections.deque[tuple[float, int, float]]] = {}
 
-    def update(self, name: str, now: float, stats: dict[str, Any]) -> float:
+    def update(self, name: str, now: float, stats: Mapping[str, Any]) -> float:
         """Adds a snapshot of buffer ``name`` taken at ``now``; returns the recent dead time.
 
         Args:

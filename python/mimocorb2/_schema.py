@@ -22,7 +22,7 @@ from typing import Any
 
 from mimocorb2._limits import MAX_NAME_BYTES, MAX_PROCESSES, MAX_RESTARTS, MAX_SLOTS
 from mimocorb2._setup import DEFAULT_MAX_RESTARTS, DEFAULT_TARGET_DIRECTORY, RESTART_POLICIES
-from mimocorb2._setup_validate import MAX_FIELDS, MAX_FUNCTION_NAME
+from mimocorb2._setup_checks import MAX_FIELDS, MAX_FUNCTION_NAME
 
 __all__ = ["main", "setup_schema"]
 
@@ -150,7 +150,7 @@ def _worker() -> dict[str, Any]:
 
 
 def _options() -> dict[str, Any]:
-    from mimocorb2._report import _HOOK_KEYS, MAX_HOOKS
+    from mimocorb2._report_options import _HOOK_KEYS, MAX_HOOKS
 
     return {
         "description": "Run options (a mapping); keys other than these are kept and not looked at.",

@@ -124,6 +124,37 @@ class WorkerSpec:
     restart: str
     max_restarts: int
 
+    def to_dict(self) -> dict[str, Any]:
+        """The worker as plain data (YAML and JSON safe); :meth:`from_dict` reads it back."""
+        return {
+            "name": self.name,
+            "function": self.function,
+            "file": str(self.file) if self.file is not None else None,
+            "config": self.config,
+            "number_of_processes": self.number_of_processes,
+            "sources": list(self.sources),
+            "sinks": list(self.sinks),
+            "observes": list(self.observes),
+            "restart": self.restart,
+            "max_restarts": self.max_restarts,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> WorkerSpec:
+        """The worker :meth:`to_dict` wrote."""
+        return cls(
+            name=str(d["name"]),
+            function=str(d["function"]),
+            file=Path(d["file"]) if d["file"] is not None else None,
+            config=dict(d["config"]),
+            number_of_processes=int(d["number_of_processes"]),
+            sources=tuple(d["sources"]),
+            sinks=tuple(d["sinks"]),
+            observes=tuple(d["observes"]),
+            restart=str(d["restart"]),
+            max_restarts=int(d["max_restarts"]),
+        )
+
 
 @dataclass(frozen=True)
 class Setup:

@@ -6,9 +6,18 @@ import contextlib
 import shutil
 import sys
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TextIO
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
 
+from mimocorb2._control_types import (
+    BufferCommand,
+    Command,
+    ExitCommand,
+    ProcessInfo,
+    RunInfo,
+    RunStats,
+    WorkerCommand,
+)
 from mimocorb2._recent import WINDOW_S
 
 
@@ -20,9 +29,6 @@ def _typed_text() -> str:
     except Exception:  # never break the output for it
         return ""
 
-
-if TYPE_CHECKING:
-    from mimocorb2.control import Control
 
 HELP = """commands:
   pause roots|all       pause the root (or all) buffers: events are counted and discarded
@@ -244,31 +250,103 @@ class LiveScreen:
 
 
 class Terminal:
-    """Prints worker output and status; reads commands from stdin in ``kbd`` mode."""
+    """The terminal face of a run: worker output, the status line, typed commands (``kbd``).
 
-    def __init__(self, control: Control, interactive: bool) -> None:
-        """Binds the terminal to a control."""
-        self.control = control
+    Args:
+        put: Takes the typed commands (the control's :class:`CommandQueue`, or a remote
+            client's sender).
+        interactive: Read commands from stdin (``kbd``); else only print.
+        exit_any_time: ``exit`` leaves at once (a remote terminal); else only once no worker
+            process runs any more.
+    """
+
+    stats_interval = 1.0
+    """Seconds between two status lines."""
+
+    def __init__(
+        self, put: Callable[[Command], None], interactive: bool, exit_any_time: bool = False
+    ) -> None:
+        """A terminal that shows nothing until :meth:`start`."""
+        self._put = put
         self.interactive = interactive
+        self.exit_any_time = exit_any_time
         self.tty = sys.stdout.isatty()
+        self.roots: list[str] = []
+        self.processes: dict[str, int] = {}
+        self.newest: dict[str, Any] | None = None  # the newest statistics received
+        self._started = False
         self._status_shown = False
         self._thread: threading.Thread | None = None
         self._ticks = 0
         self._screen: LiveScreen | None = None
         self._termios: Any = None
 
-    def start(self) -> None:
-        """Starts the command reader (kbd mode)."""
+    # ----- the face (mimocorb2._faces.Face) -----
+
+    def start(self, run: RunInfo) -> None:
+        """Learns the root buffers and workers; starts the command reader (kbd mode)."""
+        self.roots = list(run["roots"])
+        self.processes = {n: int(w["number_of_processes"]) for n, w in run["workers"].items()}
+        self._started = True
         if self.interactive:
-            if self._status_shown and self.tty:
-                print(flush=True)  # the status line of a non-interactive start stays
-                self._status_shown = False
-            print("mimocorb2: type 'help' for commands", flush=True)
-            if self.tty and sys.stdin.isatty():
-                self._screen = LiveScreen(sys.stdout, _typed_text)
-                self._save_terminal()
-            self._thread = threading.Thread(target=self._read_commands, daemon=True)
-            self._thread.start()
+            self._start_reading()
+
+    def lines(self, lines: Sequence[Sequence[str]], dropped: int) -> None:
+        """Prints the captured worker output."""
+        for process, _worker, stream, text in lines:
+            mark = "!" if stream == "stderr" else " "
+            self.write(f"[{process}]{mark} {text}")
+        if dropped:
+            self.write(f"mimocorb2: {dropped} output lines dropped")
+        if lines or dropped:
+            sys.stdout.flush()
+
+    def stats(self, stats: RunStats, _failures: Sequence[ProcessInfo]) -> None:
+        """Shows the status line (rewritten in place on a terminal, every 10 s otherwise)."""
+        self.newest = dict(stats)
+        text = status_text(self.newest, self.roots)
+        self._ticks += 1
+        screen = self._screen
+        if screen is not None:
+            screen.set_status(text)
+        elif self.tty:
+            sys.stdout.write("\r\033[K" + text)
+            self._status_shown = True
+            sys.stdout.flush()
+        elif self._ticks % 10 == 1:
+            print(f"status: {text}", flush=True)
+
+    def finished(self, stats: RunStats, _failures: Sequence[ProcessInfo], _exit_code: int) -> None:
+        """Ends the status line and prints the final summary."""
+        self.newest = dict(stats)
+        self.stop()
+        self.write(summary_text(self.newest, self.roots))
+        sys.stdout.flush()
+
+    def close(self, _interrupted: Callable[[], bool]) -> str | None:
+        """Nothing to release (the reader thread is a daemon)."""
+        return None
+
+    # ----- the terminal -----
+
+    def make_interactive(self) -> None:
+        """Starts reading commands from now on (the GUI could not run or has gone)."""
+        if self.interactive:
+            return
+        self.interactive = True
+        if self._started:
+            self._start_reading()
+
+    def _start_reading(self) -> None:
+        if self._status_shown and self.tty:
+            print(flush=True)  # the status line of a non-interactive start stays
+            self._status_shown = False
+        print("mimocorb2: type 'help' for commands", flush=True)
+        if self.tty and sys.stdin.isatty():
+            self._screen = LiveScreen(sys.stdout, _typed_text)
+            self._save_terminal()
+        self._thread = threading.Thread(target=self._read_commands, daemon=True)
+        self._thread.start()
 
     def _save_terminal(self) -> None:
         try:
@@ -292,11 +370,6 @@ class Terminal:
             print(flush=True)
             self._status_shown = False
 
-    def summary(self, stats: dict[str, Any]) -> None:
-        """Prints the final summary (also after runs shorter than the status interval)."""
-        self.write(summary_text(stats, self.control.roots))
-        sys.stdout.flush()
-
     def write(self, text: str) -> None:
         """Prints ``text`` above the status line (or into the full-screen view)."""
         screen = self._screen
@@ -307,29 +380,6 @@ class Terminal:
             sys.stdout.write("\r\033[K")
             self._status_shown = False
         sys.stdout.write(text + "\n")
-
-    def flush_lines(self, supervisor: Any) -> None:
-        """Prints the captured worker output."""
-        lines, _dropped = supervisor.drain_lines(5000)
-        for process, _worker, stream, text in lines:
-            mark = "!" if stream == "stderr" else " "
-            self.write(f"[{process}]{mark} {text}")
-        if lines:
-            sys.stdout.flush()
-
-    def status(self, stats: dict[str, Any]) -> None:
-        """Shows the status line (rewritten in place on a terminal, every 10 s otherwise)."""
-        text = status_text(stats, self.control.roots)
-        self._ticks += 1
-        screen = self._screen
-        if screen is not None:
-            screen.set_status(text)
-        elif self.tty:
-            sys.stdout.write("\r\033[K" + text)
-            self._status_shown = True
-            sys.stdout.flush()
-        elif self._ticks % 10 == 1:
-            print(f"status: {text}", flush=True)
 
     def _read_commands(self) -> None:
         screen = self._screen
@@ -356,32 +406,33 @@ class Terminal:
     def handle(self, cmd: str) -> None:
         """Executes one typed command."""
         words = cmd.split()
-        put = self.control.commands.put
         if not words:
             return
         if words[0] in ("pause", "resume", "shutdown") and len(words) == 2:
             if words[1] in ("roots", "all"):
-                put(["buffer", words[1], words[0]])
+                self._put(BufferCommand(words[1], words[0]))  # type: ignore[arg-type]
                 self.write(f"mimocorb2: {words[0]} {words[1]}")
                 return
             if words[0] == "shutdown" and words[1] == "workers":
-                put(["worker", "all", "shutdown"])
+                self._put(WorkerCommand("all", "shutdown"))
                 self.write("mimocorb2: terminating the workers")
                 return
         if words == ["stats"]:
-            processes = {n: w.number_of_processes for n, w in self.control.setup.workers.items()}
-            self.write(stats_table(self.control.get_stats(), self.control.roots, processes))
+            if self.newest is None:
+                self.write("mimocorb2: no statistics yet")
+            else:
+                self.write(stats_table(self.newest, self.roots, self.processes))
         elif words == ["help"]:
             self.write(HELP)
         elif words == ["exit"]:
-            alive = self.control.processes_alive
-            if alive:
+            alive = 0 if self.newest is None else int(self.newest["total_processes_alive"])
+            if alive and not self.exit_any_time:
                 self.write(
                     f"mimocorb2: {alive} processes still run: 'shutdown roots' lets them "
                     "finish, 'shutdown workers' stops them"
                 )
             else:
-                put(None)
+                self._put(ExitCommand())
         else:
             self.write(f"mimocorb2: unknown command {cmd!r}; type 'help'")
         sys.stdout.flush()

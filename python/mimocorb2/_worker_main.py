@@ -1,9 +1,10 @@
 """Entry point of one worker process: ``python -m mimocorb2._worker_main SPEC INDEX``.
 
-The control writes a YAML spec per worker (buffer handles, function, config, directories) and
-the supervisor starts one fresh interpreter per process with it. The process dies with the
-control (parent-death signal), attaches to its buffers, builds its :class:`BufferIO`, loads the
-worker function and runs it. The exit code tells the control how it went.
+The control writes a spec per worker (:mod:`mimocorb2._launch_spec`: the worker, its buffer
+handles, directories) and the supervisor starts one fresh interpreter per process with it. The
+process dies with the control (parent-death signal), attaches to its buffers, builds its
+:class:`BufferIO`, loads the worker function and runs it. The exit code tells the control how
+it went.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mimocorb2 import _core
+from mimocorb2._launch_spec import BufferHandle, read_launch_spec
 
 
 class _WorkerFormatter(logging.Formatter):
@@ -37,11 +38,11 @@ class _WorkerFormatter(logging.Formatter):
         return super().format(record)
 
 
-def _attach_buffers(handles: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _attach_buffers(handles: Mapping[str, BufferHandle]) -> dict[str, Any]:
     from mimocorb2.mimo_buffer import _attach
 
     return {
-        name: _attach(h["pid"], h["fd"], tuple(h["instance"]), h["data_length"])
+        name: _attach(h["pid"], h["fd"], (h["instance"][0], h["instance"][1]), h["data_length"])
         for name, h in handles.items()
     }
 
@@ -68,42 +69,31 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 2:
         print("usage: python -m mimocorb2._worker_main SPEC_FILE INDEX", file=sys.stderr)
         return 2
-    spec = yaml.safe_load(Path(args[0]).read_text())
-    if not _core.die_with_parent(int(spec["control_pid"])):
+    spec = read_launch_spec(Path(args[0]))
+    if not _core.die_with_parent(spec.control_pid):
         return 2
-    problem = _package_mismatch(spec.get("package_dir"))
+    problem = _package_mismatch(str(spec.package_dir))
     if problem:
         print(problem, file=sys.stderr)
         return 2
-    name = spec["worker"]
+    worker = spec.worker
+    name = worker.name
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_WorkerFormatter(f"mimocorb2.mimo_worker.{name}"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
-    from mimocorb2._setup import WorkerSpec, load_function
+    from mimocorb2._setup import load_function
     from mimocorb2.mimo_worker import BufferIO, Config, run_worker
 
-    buffers = _attach_buffers(spec["buffers"])
-    worker = WorkerSpec(
-        name=name,
-        function=spec["function"],
-        file=Path(spec["file"]) if spec.get("file") else None,
-        config=spec["config"],
-        number_of_processes=int(spec["number_of_processes"]),
-        sources=tuple(spec["sources"]),
-        sinks=tuple(spec["sinks"]),
-        observes=tuple(spec["observes"]),
-        restart=spec.get("restart", "no"),
-        max_restarts=int(spec.get("max_restarts", 0)),
-    )
+    buffers = _attach_buffers(spec.buffers)
     function = load_function(worker)
     io = BufferIO(
         name,
         [buffers[b] for b in worker.sources],
         [buffers[b] for b in worker.sinks],
         [buffers[b] for b in worker.observes],
-        Config(spec["config"]),
-        Path(spec["setup_dir"]),
-        Path(spec["run_dir"]),
+        Config(worker.config),
+        spec.setup_dir,
+        spec.run_dir,
     )
     os.environ["MIMOCORB2_PROCESS"] = f"{name}_{args[1]}"
     # A worker that will be restarted after a failure keeps its sinks open for its successor;

@@ -10,12 +10,11 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
-import queue
 import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,22 @@ import psutil
 import yaml
 
 from mimocorb2 import _core
+from mimocorb2._control_report import PARTIAL_MARKER as PARTIAL_MARKER
+from mimocorb2._control_report import exit_code, report_face_failure, report_run
+from mimocorb2._control_types import (
+    BufferCommand,
+    Command,
+    CommandQueue,
+    ExitCommand,
+    ProcessInfo,
+    RunStats,
+    WorkerCommand,
+    WorkerStats,
+    parse_command,
+)
 from mimocorb2._dataflow import write_data_flow
+from mimocorb2._faces import Face, RemoteFace, build_faces, plot_workers, run_info
+from mimocorb2._launch_spec import BufferHandle, LaunchSpec, write_launch_spec
 from mimocorb2._ledger import (
     WORKER_TAG_ENV,
     apply_worker_notes,
@@ -35,53 +49,15 @@ from mimocorb2._ledger import (
 )
 from mimocorb2._recent import RecentDeadtime
 from mimocorb2._setup import Setup, load_setup_file, parse_setup
-from mimocorb2._stats_logger import StatsLogger
-from mimocorb2._terminal import Terminal
 from mimocorb2.mimo_buffer import mimoBuffer
 
 __all__ = ["Control"]
 
-MODES = ("kbd", "gui", "stats")
 # The package this control runs; every worker process must import the same one.
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _log = logging.getLogger("mimocorb2.control")
 NO_DISPLAY_NOTED_ENV = "MIMOCORB2_NO_DISPLAY_NOTED"
 """Set for the workers when the control has said that plots are skipped without a display."""
-PARTIAL_MARKER = "PARTIAL_RESULTS.txt"
-"""Written into the run directory when a worker failed or workers were stopped by the user."""
-
-
-def _parse_mode(mode: str) -> set[str]:
-    parts = {m.strip().lower() for m in str(mode).split("+") if m.strip()}
-    unknown = parts - set(MODES)
-    if unknown or not parts:
-        raise ValueError(
-            f"mode {mode!r}: use 'kbd', 'gui' or 'stats', or several joined by '+', "
-            "e.g. 'kbd+stats'"
-        )
-    return parts
-
-
-class _Drained:
-    """Lines already taken from the supervisor, handed to ``Terminal.flush_lines``."""
-
-    def __init__(self, lines: list[Any], dropped: int) -> None:
-        self._result = (lines, dropped)
-
-    def drain_lines(self, _max: int) -> tuple[list[Any], int]:
-        result, self._result = self._result, ([], 0)
-        return result
-
-
-def _how_ended(p: dict[str, Any]) -> str:
-    """``ended with exit code 1`` or ``was killed by signal 9 (SIGKILL)``."""
-    if p.get("exit_code") is not None:
-        return f"ended with exit code {p['exit_code']}"
-    try:
-        name = f" ({signal.Signals(int(p['signal'])).name})"
-    except (TypeError, ValueError):
-        name = ""
-    return f"was killed by signal {p.get('signal')}{name}"
 
 
 def _unique_run_dir(target: Path) -> Path:
@@ -107,10 +83,15 @@ class Control:
         setup_dir: Directory relative paths of the setup are resolved against.
         mode: Interfaces joined by ``+``: ``kbd`` (terminal commands and status line),
             ``gui`` (window; falls back to the terminal without a display), ``stats``
-            (``stats.csv`` in the run directory).
+            (``stats.csv`` in the run directory). Used when no ``faces`` are given.
+        faces: The faces of the run (:class:`mimocorb2._faces.Face`; the CLI builds them
+            with :func:`mimocorb2._faces.build_faces`); default: those of ``mode``.
+        commands: The command queue those faces put their commands into; default: a new
+            one (the faces built from ``mode`` use it).
 
     Raises:
         SetupValidationError: Listing every problem of the setup; nothing is created then.
+        ValueError: For an unknown mode.
     """
 
     def __init__(
@@ -118,23 +99,26 @@ class Control:
         setup_dict: Mapping[str, Any] | Setup,
         setup_dir: str | Path = ".",
         mode: str = "kbd+stats",
+        *,
+        faces: Sequence[Face] | None = None,
+        commands: CommandQueue | None = None,
     ) -> None:
         """Validates the setup, then creates the run directory and the buffers."""
-        self.modes = _parse_mode(mode)
+        self.commands = commands if commands is not None else CommandQueue()
+        self.faces: list[Face] = (
+            list(faces) if faces is not None else build_faces(mode, self.commands)
+        )
         if isinstance(setup_dict, Setup):
             self.setup = setup_dict
         else:
             self.setup = parse_setup(setup_dict, setup_dir, source=f"setup in {setup_dir}")
         self.setup_dir = self.setup.setup_dir
-        self.commands: queue.Queue[Any] = queue.Queue()
         self.exit_code = 0
         self._interrupts = 0
         self._started = 0.0
         self._cpu_prev: dict[str, tuple[float, float]] = {}
-        self._procs: list[dict[str, Any]] = []
-        self._gui: Any = None  # mimocorb2._gui.GuiLink while a GUI window is connected
-        self._remote: Any = None  # mimocorb2._remote.RemoteServer while served (serve())
-        self.gui_failure: str | None = None  # why the GUI process failed (the run exits 1)
+        self._procs: list[ProcessInfo] = []
+        self.gui_failure: str | None = None  # why a face (the GUI) failed (the run exits 1)
         self._stopped_by_user: set[str] = set()  # processes ended by a worker shutdown command
         self._recent_deadtime = RecentDeadtime()
         self._tags = worker_tags(list(self.setup.workers))
@@ -143,10 +127,17 @@ class Control:
         self._prepare()
 
     @classmethod
-    def from_setup_file(cls, setup_file: str | Path, mode: str = "kbd+stats") -> Control:
+    def from_setup_file(
+        cls,
+        setup_file: str | Path,
+        mode: str = "kbd+stats",
+        *,
+        faces: Sequence[Face] | None = None,
+        commands: CommandQueue | None = None,
+    ) -> Control:
         """Creates a Control from a YAML setup file (validated first)."""
         setup = load_setup_file(setup_file)
-        return cls(setup, setup.setup_dir, mode)
+        return cls(setup, setup.setup_dir, mode, faces=faces, commands=commands)
 
     # ----- preparation -----
 
@@ -193,71 +184,55 @@ class Control:
         _log.info("run directory %s", self.run_dir)
 
     def _write_worker_specs(self) -> dict[str, Path]:
-        handles = {}
+        handles: dict[str, BufferHandle] = {}
         for name, buf in self.buffers.items():
             pid, fd, instance = buf.core.handle()
-            handles[name] = {
-                "pid": pid,
-                "fd": fd,
-                "instance": list(instance),
-                "data_length": buf.data_length,
-            }
+            handles[name] = BufferHandle(
+                pid=pid, fd=fd, instance=list(instance), data_length=buf.data_length
+            )
         paths = {}
         for name, w in self.setup.workers.items():
             used = set(w.sources) | set(w.sinks) | set(w.observes)
-            spec = {
-                "worker": name,
-                "function": w.function,
-                "file": str(w.file) if w.file else None,
-                "config": w.config,
-                "number_of_processes": w.number_of_processes,
-                "sources": list(w.sources),
-                "sinks": list(w.sinks),
-                "observes": list(w.observes),
-                "restart": w.restart,
-                "max_restarts": w.max_restarts,
-                "setup_dir": str(self.setup_dir),
-                "run_dir": str(self.run_dir),
-                "control_pid": os.getpid(),
-                "package_dir": str(_PACKAGE_DIR),
-                "buffers": {b: handles[b] for b in sorted(used)},
-            }
-            path = self._runtime / f"{name}.yaml"
-            path.write_text(yaml.safe_dump(spec, sort_keys=False))
-            paths[name] = path
+            spec = LaunchSpec(
+                worker=w,
+                buffers={b: handles[b] for b in sorted(used)},
+                setup_dir=Path(self.setup_dir),
+                run_dir=self.run_dir,
+                control_pid=os.getpid(),
+                package_dir=_PACKAGE_DIR,
+            )
+            paths[name] = self._runtime / f"{name}.yaml"
+            write_launch_spec(paths[name], spec)
         return paths
 
-    def _note_no_display(self) -> bool:
+    def _display_problem(self) -> str | None:
         """Says once per run that the plot workers are skipped without a display.
 
         Returns:
-            Whether the note was printed (the plot workers then do not repeat it).
+            The missing display, when it was said (the plot workers then do not repeat it).
         """
-        plots = [
-            name
-            for name, w in self.setup.workers.items()
-            if w.file is None and w.function.split(".")[0] in ("observers", "visualizers")
-        ]
+        plots = plot_workers(self.setup)
         if not plots:
-            return False
+            return None
         from mimocorb2._plotting import _environment_problem
 
         problem = _environment_problem()
         if problem is None:
-            return False
-        if "gui" in self.modes and self._gui is None:  # the GUI has said why already
-            note = f"the plot workers {', '.join(plots)} are skipped as well"
-        else:
-            note = f"no display: the plot workers {', '.join(plots)} are skipped; {problem}"
+            return None
+        note = f"no display: the plot workers {', '.join(plots)} are skipped; {problem}"
         _log.info(note)
         print(f"mimocorb2: {note}", file=sys.stderr)
-        return True
+        return problem
 
-    def start_workers(self) -> None:
-        """Starts every worker process (fresh interpreters)."""
+    def start_workers(self, display_noted: bool = False) -> None:
+        """Starts every worker process (fresh interpreters).
+
+        Args:
+            display_noted: The user has been told that the plot workers are skipped.
+        """
         specs = self._write_worker_specs()
         env = [("PYTHONUNBUFFERED", "1")]
-        if self._note_no_display():
+        if display_noted:
             env.append((NO_DISPLAY_NOTED_ENV, "1"))
         for name, w in self.setup.workers.items():
             restarts = w.max_restarts if w.restart == "on-failure" else 0
@@ -294,58 +269,64 @@ class Control:
         from mimocorb2._gui import setup_info
         from mimocorb2._remote import RemoteServer
 
-        self._remote = RemoteServer(address, keys, setup_info(self), self.commands.put)
-        _log.info("serving the run on %s", self._remote.address)
-        return str(self._remote.address)
+        info = setup_info(run_info(self.setup, self.run_dir, os.getpid(), None))
+        server = RemoteServer(address, keys, info, self.commands.put)
+        self.faces.append(RemoteFace(server))
+        _log.info("serving the run on %s", server.address)
+        return str(server.address)
 
     # ----- commands -----
 
-    def _buffer_names(self, which: Any) -> list[str]:
+    def _buffer_names(self, which: str | tuple[str, ...]) -> list[str]:
         if which == "all":
             return list(self.buffers)
         if which == "roots":
             return list(self.roots)
         return [b for b in which if b in self.buffers]
 
-    def execute(self, command: Any) -> bool:
-        """Executes one command; returns False for the exit command (None).
+    def execute(self, command: Command | object) -> bool:
+        """Executes one command; returns False for the exit command.
 
-        Commands: ``['buffer', 'all'|'roots'|[names], 'shutdown'|'pause'|'resume']`` and
-        ``['worker', 'all'|[names], 'shutdown'|'kill']``.
+        Args:
+            command: A :data:`~mimocorb2._control_types.Command`, or its wire form
+                (:func:`~mimocorb2._control_types.parse_command`): ``None`` (exit),
+                ``['buffer', 'all'|'roots'|[names], 'shutdown'|'pause'|'resume']`` or
+                ``['worker', 'all'|[names], 'shutdown'|'kill']``.
+
+        Raises:
+            ValueError: If ``command`` is no command.
         """
-        if command is None:
+        command = parse_command(command)
+        if isinstance(command, ExitCommand):
             return False
-        kind, which, action = command
-        if kind == "buffer":
-            for name in self._buffer_names(which):
+        if isinstance(command, BufferCommand):
+            for name in self._buffer_names(command.which):
                 buf = self.buffers[name]
                 {"shutdown": buf.send_flush_event, "pause": buf.pause, "resume": buf.resume}[
-                    action
+                    command.action
                 ]()
-            _log.info("buffers %s: %s", which, action)
-        elif kind == "worker":
-            names = None if which == "all" else list(which)
+            _log.info("buffers %s: %s", command.which, command.action)
+        elif isinstance(command, WorkerCommand):
+            names = None if command.which == "all" else list(command.which)
             self._stopped_by_user.update(
                 p["name"]
                 for p in self._procs
                 if p["alive"] and (names is None or p["worker"] in names)
             )
-            grace = 0.0 if action == "kill" else 2.0
+            grace = 0.0 if command.action == "kill" else 2.0
             threading.Thread(
                 target=self.supervisor.terminate, args=(names, grace), daemon=True
             ).start()
-            _log.info("workers %s: %s", which, action)
-        else:
-            raise ValueError(f"unknown command {command!r}")
+            _log.info("workers %s: %s", command.which, command.action)
         return True
 
     # ----- statistics -----
 
-    def get_stats(self) -> dict[str, Any]:
+    def get_stats(self) -> RunStats:
         """Statistics of buffers, workers and the control."""
         procs = self._procs
         now = time.time()
-        workers: dict[str, dict[str, Any]] = {}
+        workers: dict[str, WorkerStats] = {}
         for p in procs:
             w = workers.setdefault(
                 p["worker"],
@@ -383,7 +364,7 @@ class Control:
             me.cpu_percent(None)
         return float(me.cpu_percent(None))
 
-    def _was_stopped(self, p: dict[str, Any]) -> bool:
+    def _was_stopped(self, p: ProcessInfo) -> bool:
         """Whether a process was ended by the user (a worker shutdown command), not crashed."""
         if p.get("stopped"):  # ended by the control (Kill Workers, Ctrl-C twice, shutdown)
             return True
@@ -394,7 +375,7 @@ class Control:
         """Number of worker processes running now."""
         return sum(1 for p in self._procs if p["alive"])
 
-    def failures(self) -> list[dict[str, Any]]:
+    def failures(self) -> list[ProcessInfo]:
         """Processes that ended with an error (exit code or signal), with their last lines.
 
         Processes ended by a worker shutdown command (Kill Workers, ``shutdown workers``,
@@ -406,7 +387,7 @@ class Control:
             if not p["alive"] and p["exit_code"] != 0 and not self._was_stopped(p)
         ]
 
-    def stopped_by_user(self) -> list[dict[str, Any]]:
+    def stopped_by_user(self) -> list[ProcessInfo]:
         """Processes ended by a worker shutdown command (by a signal, not by their own error)."""
         return [p for p in self._procs if not p["alive"] and self._was_stopped(p)]
 
@@ -420,188 +401,88 @@ class Control:
                 "press Ctrl-C again to terminate the workers",
                 file=sys.stderr,
             )
-            self.commands.put(["buffer", "roots", "shutdown"])
+            self.commands.put(BufferCommand("roots", "shutdown"))
             # Drain and end: no buffer waits any more for writers that never registered.
             for buf in self.buffers.values():
                 buf.set_expected_writers(0)
         else:
             print("\nmimocorb2: terminating the workers", file=sys.stderr)
-            self.commands.put(["worker", "all", "shutdown"])
+            self.commands.put(WorkerCommand("all", "shutdown"))
 
     def __call__(self) -> None:
-        """Starts the workers and the interfaces; returns when every worker has finished."""
-        modes = set(self.modes)
-        if "gui" in modes:
-            from mimocorb2 import _gui
-
-            modes.discard("gui")
-            self._gui = _gui.start(self)  # None (and a message) when it cannot run
-            if self._gui is None:
-                modes.add("kbd")
+        """Starts the workers and the faces; returns when every worker has finished."""
         old_handler = None
         if threading.current_thread() is threading.main_thread():
             old_handler = signal.signal(signal.SIGINT, self._on_sigint)
-        terminal = Terminal(self, interactive="kbd" in modes)
-        stats_logger = StatsLogger(self.run_dir / "stats.csv") if "stats" in modes else None
         try:
-            self.start_workers()
-            terminal.start()
-            self._loop(terminal, stats_logger)
+            problem = self._display_problem()
+            run = run_info(self.setup, self.run_dir, os.getpid(), problem)
+            for face in self.faces:
+                face.start(run)
+            self.start_workers(display_noted=problem is not None)
+            self._loop()
         finally:
+            self._finish(old_handler)
+
+    def _finish(self, old_handler: Any) -> None:
+        """Ends the workers, closes the books, tells the faces, reports and releases."""
+        try:
             self.supervisor.terminate(None, 2.0)
             self._procs = self.supervisor.poll()
             self._account_ended()
-            self._pump_lines(terminal)
+            self._pump_lines()
             summary = self._close_ledger()
             final_stats = self.get_stats()
-            if stats_logger is not None:
-                stats_logger.close(final_stats)
-            terminal.stop()
-            terminal.summary(final_stats)
-            try:
-                self._report(summary)
-                self._remote_finish(final_stats)
-                from mimocorb2._report import report_after_run  # report/: never raises
+            failed = self.failures()
+            self.exit_code = exit_code(failed, summary)
+            for face in self.faces:
+                face.finished(final_stats, failed, self.exit_code)
+            report_run(
+                self.run_dir, list(self.setup.workers), failed, self.stopped_by_user(), summary
+            )
+            from mimocorb2._report import report_after_run  # report/: never raises
 
-                report_after_run(self.run_dir, self.setup)
-                self._gui_finish(final_stats)
-                self._report_gui_failure()
-            finally:
-                if self._remote is not None:
-                    self._remote.close()
-                    self._remote = None
-                if self._gui is not None:
-                    self._gui.close()
-                    self._gui = None
-                if old_handler is not None:
-                    signal.signal(signal.SIGINT, old_handler)
-                logging.getLogger("mimocorb2").removeHandler(self._log_handler)
-                self._log_handler.close()
+            report_after_run(self.run_dir, self.setup)
+        finally:
+            interrupts = self._interrupts
+            for face in self.faces:
+                problem = face.close(lambda: self._interrupts != interrupts)
+                self.gui_failure = self.gui_failure or problem
+            if self.gui_failure is not None:
+                self.exit_code = self.exit_code or 1
+                report_face_failure(self.gui_failure, self.exit_code)
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
+            logging.getLogger("mimocorb2").removeHandler(self._log_handler)
+            self._log_handler.close()
 
-    def _loop(self, terminal: Terminal, stats_logger: StatsLogger | None) -> None:
-        last_stats = 0.0
-        last_gui = 0.0
+    def _loop(self) -> None:
+        last_stats = {id(face): 0.0 for face in self.faces}
         while True:
             self._procs = self.supervisor.poll()
             self._account_ended()
-            self._pump_lines(terminal)
-            try:
-                while True:
-                    if not self.execute(self.commands.get_nowait()):
-                        return
-            except queue.Empty:
-                pass
+            self._pump_lines()
+            while (command := self.commands.get_nowait()) is not None:
+                if not self.execute(command):
+                    return
             now = time.monotonic()
-            faces = [f for f in (self._gui, self._remote) if f is not None]
-            gui_due = bool(faces) and now - last_gui >= self._gui_interval()
-            if now - last_stats >= 1.0 or gui_due:
+            due = [f for f in self.faces if now - last_stats.get(id(f), 0.0) >= f.stats_interval]
+            if due:
                 stats = self.get_stats()
-                if gui_due:
-                    last_gui = now
-                    failures = self.failures()
-                    for face in faces:
-                        face.send_stats(stats, failures)
-                if now - last_stats >= 1.0:
-                    last_stats = now
-                    terminal.status(stats)
-                    if stats_logger is not None:
-                        stats_logger.maybe_write(stats)
-            self._gui_check(terminal)
+                failures = self.failures()
+                for face in due:
+                    last_stats[id(face)] = now
+                    face.stats(stats, failures)
             self._end_orphaned_buffers()
             if not any(p["alive"] for p in self._procs):
                 return
             time.sleep(0.05)
 
-    # ----- GUI (mode gui): a window in its own process, fed from this loop -----
-
-    @staticmethod
-    def _gui_interval() -> float:
-        from mimocorb2._gui import STATS_INTERVAL_S
-
-        return STATS_INTERVAL_S
-
-    def _pump_lines(self, terminal: Terminal) -> None:
-        """Shows the captured worker output in the terminal, the GUI and to remote clients."""
-        if self._gui is None and self._remote is None:
-            terminal.flush_lines(self.supervisor)
-            return
+    def _pump_lines(self) -> None:
+        """Hands the captured worker output to every face."""
         lines, dropped = self.supervisor.drain_lines(5000)
-        terminal.flush_lines(_Drained(lines, dropped))
-        for face in (self._gui, self._remote):
-            if face is not None:
-                face.send_lines(lines, dropped)
-
-    def _remote_finish(self, final_stats: dict[str, Any]) -> None:
-        """Tells the remote clients the final state and the run's exit code."""
-        if self._remote is not None:
-            self._remote.send_stats(final_stats, self.failures())
-            self._remote.send_finished(self.exit_code)
-
-    def _gui_check(self, terminal: Terminal) -> None:
-        """Falls back to the terminal when the GUI could not start or ended unexpectedly."""
-        if self._gui is None:
-            return
-        from mimocorb2 import _gui
-
-        problem = self._gui.failure(_gui.READY_TIMEOUT_S)
-        if problem is None:
-            return
-        detail = _gui.gui_log_tail(self)
-        self.gui_failure = problem + (f": {detail}" if detail else "")
-        print(
-            f"mimocorb2: {problem}"
-            + (f": {detail}" if detail else "")
-            + "; the run continues in the terminal",
-            file=sys.stderr,
-        )
-        _log.warning("%s; the run continues in the terminal", problem)
-        self._gui.close(grace=1.0)
-        self._gui = None
-        if not terminal.interactive:
-            terminal.interactive = True
-            terminal.start()
-
-    def _gui_finish(self, final_stats: dict[str, Any]) -> None:
-        """Shows the final state in the GUI and waits until the window closes.
-
-        The window closes itself after its linger time unless the user keeps it open; a
-        Ctrl-C in the terminal stops the wait.
-        """
-        from mimocorb2 import _gui
-
-        gui = self._gui
-        if gui is None or gui.gone.is_set():
-            return
-        gui.send_stats(final_stats, self.failures())
-        gui.send_finished(self.exit_code)
-        interrupts = self._interrupts
-        linger = _gui.linger_seconds()
-
-        def interrupted() -> bool:
-            return self._interrupts != interrupts
-
-        gui.wait_closed(linger + 10.0, interrupted, until_keep_open=True)
-        if gui.keep_open and not gui.gone.is_set() and not interrupted():
-            print(
-                "mimocorb2: every worker has finished; close the GUI window to end",
-                file=sys.stderr,
-            )
-            gui.wait_closed(None, interrupted)
-        code = gui.process.poll() if gui.process is not None else None
-        if code not in (None, 0) and not gui.exit_requested:
-            self.gui_failure = f"the GUI ended with exit code {code} ({_gui.gui_log_tail(self)})"
-
-    def _report_gui_failure(self) -> None:
-        """A GUI process that failed makes the run exit 1 (its data are complete)."""
-        if self.gui_failure is None:
-            return
-        self.exit_code = self.exit_code or 1
-        _log.error("the GUI failed: %s", self.gui_failure)
-        print(
-            f"mimocorb2: the GUI failed ({self.gui_failure}); the run's data are complete, "
-            f"but the exit code is {self.exit_code}",
-            file=sys.stderr,
-        )
+        for face in self.faces:
+            face.lines(lines, dropped)
 
     def _end_orphaned_buffers(self) -> None:
         """Shuts down a buffer whose readers have all ended, so its writers never block on it.
@@ -682,68 +563,3 @@ class Control:
         summary = run_summary(buffers, workers)
         write_run_summary(self.run_dir / "run_summary.json", summary)
         return summary
-
-    def _report_ledger(self, summary: dict[str, Any]) -> None:
-        """Names every loss with its reason; a run with losses or failures exits 1."""
-        for why in summary["reasons"]:
-            _log.warning(why)
-        if summary["events_lost"]:
-            print(
-                f"mimocorb2: {summary['events_lost']} event(s) lost: "
-                + "; ".join(r for r in summary["reasons"] if "lost" in r or "dropped" in r)
-                + " (see run_summary.json)",
-                file=sys.stderr,
-            )
-
-    def _report(self, summary: dict[str, Any]) -> None:
-        """The final summary: failed workers (once, no traceback), stopped ones, the outcome."""
-        failed = self.failures()
-        stopped = self.stopped_by_user()
-        self.exit_code = 1 if failed or summary["exit_status"] else 0
-        for p in failed:
-            tail = [line for line in p["tail"] if line.strip()]
-            _log.error(
-                "process %s failed (%s); last output:\n    %s",
-                p["name"],
-                _how_ended(p),
-                "\n    ".join(p["tail"][-10:]),
-            )
-            where = f"logs/{p['worker']}.log"
-            if any(line.startswith("Traceback") for line in tail):
-                where = f"the traceback is above and in {where}"
-            last = f": {tail[-1].strip()}" if tail else ""
-            print(
-                f"mimocorb2: worker '{p['worker']}' failed: process {p['name']} "
-                f"{_how_ended(p)}{last} ({where})",
-                file=sys.stderr,
-            )
-        if stopped:
-            by_worker = {w: sum(p["worker"] == w for p in stopped) for w in self.setup.workers}
-            names = ", ".join(f"{w} ({n})" for w, n in by_worker.items() if n)
-            print(f"mimocorb2: processes stopped by the user: {names}", file=sys.stderr)
-        self._report_ledger(summary)
-        if failed or stopped:
-            workers = sorted({p["worker"] for p in failed})
-            why = (
-                f"worker{'s' if len(workers) > 1 else ''} {', '.join(workers)} failed"
-                if failed
-                else "workers were stopped by the user"
-            )
-            (self.run_dir / PARTIAL_MARKER).write_text(
-                f"The results in this directory are partial: {why}.\n"
-                "See mimocorb2.log and logs/ for what happened.\n"
-            )
-            outcome = f"FAILED ({why})" if failed else "stopped by the user"
-            print(
-                f"mimocorb2: run finished: {outcome}; the results in {self.run_dir} are "
-                f"PARTIAL (see {PARTIAL_MARKER} there)",
-                file=sys.stderr,
-            )
-        elif summary["events_lost"]:
-            print(
-                f"mimocorb2: run finished: {summary['events_lost']} event(s) LOST (see "
-                f"run_summary.json); results in {self.run_dir}",
-                file=sys.stderr,
-            )
-        else:
-            print(f"mimocorb2: run finished; results in {self.run_dir}", file=sys.stderr)

@@ -417,7 +417,7 @@ class BufferWriter(_core.Writer, Interface):
             timeout: Seconds to wait for free slots (default: the writer's timeout).
 
         Returns:
-            The number of events written (or discarded while paused): always ``k``.
+            The number of events written (or discarded while paused), always ``k``.
 
         Raises:
             ValueError: For data or metadata of another shape or dtype (a structured array

@@ -778,7 +778,7 @@ def convert_to(
         >>> convert_to("run/waveforms.mimo", "waveforms.h5")
         >>> convert_to("run/heights.mimo", "heights.parquet", compression="zstd")
     """
-    from mimocorb2._file_formats import conversion_format, convert_mimo
+    from mimocorb2._mimo_convert import conversion_format, convert_mimo
 
     source, target = Path(source), Path(target)
     fmt = conversion_format(target, format, compression)
@@ -819,7 +819,7 @@ def to_csv(source: str | os.PathLike[str], target: str | os.PathLike[str], **kwa
 def recover_hdf5(path: str | os.PathLike[str]) -> int:
     """Makes the HDF5 file of a crashed ``exporters.hdf5`` writer a plain HDF5 file.
 
-    See :func:`mimocorb2._file_formats.recover_hdf5` (also ``mimocorb2 recover FILE.h5``).
+    See :func:`mimocorb2._hdf5_file.recover_hdf5` (also ``mimocorb2 recover FILE.h5``).
 
     Args:
         path: The ``.h5`` file; its writer must be gone.
@@ -827,6 +827,6 @@ def recover_hdf5(path: str | os.PathLike[str]) -> int:
     Returns:
         The number of events in the file.
     """
-    from mimocorb2._file_formats import recover_hdf5 as recover
+    from mimocorb2._hdf5_file import recover_hdf5 as recover
 
     return recover(path)

@@ -375,8 +375,8 @@ def run_worker(function: Callable[[BufferIO], Any], buffer_io: BufferIO) -> int:
         buffer_io: The worker's BufferIO.
 
     Returns:
-        The exit code of the worker: 0 on success, 1 after an exception, 130 after
-        KeyboardInterrupt and the code of a ``SystemExit``.
+        The worker's exit code (0 on success, 1 after an exception, 130 after
+        KeyboardInterrupt, the code of a ``SystemExit``).
     """
     logger = buffer_io.logger
     code = 0

@@ -27,18 +27,17 @@ from typing import Any
 
 import numpy as np
 
+from mimocorb2._template_errors import SetupError, UfuncError
 from mimocorb2._template_helpers import (
     _ByteViews,
     _copy_into,
     _describe,
     _filter_targets,
     _given,
-    _picklable,
     _plural,
     _processor_result_problem,
     _ResultProblem,
     _SinkGuard,
-    _WorkerError,
 )
 from mimocorb2.exceptions import BufferEndedError, BufferTimeoutError
 from mimocorb2.mimo_buffer import BufferObserver, BufferReader, BufferWriter
@@ -55,83 +54,6 @@ __all__ = [
     "SetupError",
     "UfuncError",
 ]
-
-
-# ----- errors -----
-
-
-class SetupError(_WorkerError):
-    """A worker's setup does not fit its template (buffer counts, layouts, configuration).
-
-    Creating the exception has no side effects; the template shuts its sinks down before
-    raising it where that is needed.
-
-    Args:
-        instance_or_name: The template instance (or the worker name).
-        message: What is wrong and how to fix it.
-        exception: The underlying exception, if any.
-
-    Attributes:
-        worker_name (str): Name of the worker.
-        message (str): The message without the worker name.
-        exception: The underlying exception or None.
-    """
-
-    def __init__(self, instance_or_name: Any, message: str, exception: Any = None) -> None:
-        """Builds the message ``worker '<name>': <message>``."""
-        super().__init__(instance_or_name, message, exception)
-
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        """Pickles by value (workers report errors to other processes)."""
-        return (type(self), (self.worker_name, self.message, _picklable(self.exception)))
-
-
-class UfuncError(_WorkerError):
-    """The user function of a template failed or returned something unusable.
-
-    Creating the exception has no side effects; the template shuts its sinks down before
-    raising it.
-
-    Args:
-        instance_or_name: The template instance (or the worker name).
-        message: What went wrong.
-        exception: The exception raised by the user function, if any.
-        ufunc_input: The input of the failing call (a copy), if any.
-        ufunc_output: The unusable result, if any.
-
-    Attributes:
-        worker_name (str): Name of the worker.
-        message (str): The message without the worker name.
-        exception: The underlying exception or None.
-        ufunc_input: The input of the failing call or None.
-        ufunc_output: The unusable result or None.
-    """
-
-    def __init__(
-        self,
-        instance_or_name: Any,
-        message: str,
-        exception: Any = None,
-        ufunc_input: Any = None,
-        ufunc_output: Any = None,
-    ) -> None:
-        """Builds the message ``worker '<name>': <message>``."""
-        super().__init__(instance_or_name, message, exception)
-        self.ufunc_input = ufunc_input
-        self.ufunc_output = ufunc_output
-
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        """Pickles by value (workers report errors to other processes)."""
-        return (
-            type(self),
-            (
-                self.worker_name,
-                self.message,
-                _picklable(self.exception),
-                _picklable(self.ufunc_input),
-                _picklable(self.ufunc_output),
-            ),
-        )
 
 
 # ----- templates -----

@@ -3,7 +3,8 @@
 The window runs in a separate Python process (``python -m mimocorb2._gui``) so that drawing never
 slows the data path. The control talks to it through :class:`~mimocorb2._gui.link.GuiLink`: it
 sends the statistics (≥ 2 Hz) and the worker output, and receives the commands of the buttons,
-which go into ``Control.commands`` exactly like the terminal's commands.
+which go into ``Control.commands`` exactly like the terminal's commands. To the control, the GUI
+is one face of the run (:class:`~mimocorb2._gui.face.GuiFace`).
 
 When the GUI cannot run (no display, no Qt binding or pyqtgraph, or the GUI process fails), the
 control prints why and the run continues in the terminal (``kbd``). When every worker has
@@ -20,13 +21,12 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
+from mimocorb2._control_types import RunInfo
 from mimocorb2._gui.link import GuiLink
-
-if TYPE_CHECKING:
-    from mimocorb2.control import Control
 
 __all__ = ["GuiLink", "start", "unavailable_reason"]
 
@@ -39,6 +39,7 @@ DEFAULT_LINGER_S = 5.0
 STATS_INTERVAL_S = 0.4
 """Seconds between two statistics messages (the GUI refreshes at ≥ 2 Hz)."""
 
+_NO_DISPLAY = "the GUI needs a display"
 _HEADLESS_PLATFORMS = ("offscreen", "minimal", "vnc", "eglfs", "linuxfb", "minimalegl", "webgl")
 
 
@@ -68,7 +69,7 @@ def unavailable_reason(need_real_display: bool = False) -> str | None:
     elif os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
         return None
     return (
-        "the GUI needs a display, but neither DISPLAY nor WAYLAND_DISPLAY is set "
+        f"{_NO_DISPLAY}, but neither DISPLAY nor WAYLAND_DISPLAY is set "
         "(QT_QPA_PLATFORM=offscreen draws without one)"
     )
 
@@ -81,39 +82,21 @@ def linger_seconds() -> float:
         return DEFAULT_LINGER_S
 
 
-def setup_info(control: Control) -> dict[str, Any]:
-    """What the window needs to know about the setup (sent as the first message)."""
-    setup = control.setup
-    name = setup.setup_file.name if getattr(setup, "setup_file", None) else "setup"
+def setup_info(run: RunInfo) -> dict[str, Any]:
+    """The setup message: what the window needs to know about the run (sent first)."""
     return {
-        "title": f"mimocorb2 Buffer Manager: {name}",
-        "run_dir": str(control.run_dir),
-        "roots": list(control.roots),
-        "buffers": {
-            n: {"slot_count": b.slot_count, "data_length": b.data_length}
-            for n, b in setup.buffers.items()
-        },
-        "workers": {
-            n: {
-                "function": w.function,
-                "number_of_processes": w.number_of_processes,
-                "sources": list(w.sources),
-                "sinks": list(w.sinks),
-                "observes": list(w.observes),
-            }
-            for n, w in setup.workers.items()
-        },
+        "title": f"mimocorb2 Buffer Manager: {run['setup_name']}",
+        **run,
         "linger": linger_seconds(),
-        "control_pid": os.getpid(),
     }
 
 
-def _open_channel(control: Control) -> tuple[IO[bytes], IO[bytes], Any]:
+def _open_channel(run_dir: Path) -> tuple[IO[bytes], IO[bytes], Any]:
     """Starts the GUI process; returns ``(to_gui, from_gui, process)``.
 
     Tests replace this to run the window in their own process over :func:`link.pipe_pair`.
     """
-    log = open(control.run_dir / "logs" / "gui.log", "wb")  # noqa: SIM115 - the child's stderr
+    log = open(run_dir / "logs" / "gui.log", "wb")  # noqa: SIM115 - the child's stderr
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
@@ -133,25 +116,33 @@ def _open_channel(control: Control) -> tuple[IO[bytes], IO[bytes], Any]:
     return process.stdin, process.stdout, process
 
 
-def start(control: Control) -> GuiLink | None:
-    """Starts the GUI for ``control``; prints why and returns None when it cannot run."""
+def start(run: RunInfo, on_command: Callable[[Any], None]) -> GuiLink | None:
+    """Starts the GUI for a run; prints why and returns None when it cannot run.
+
+    Args:
+        run: The run (its setup message is sent first).
+        on_command: Takes the commands of the window's buttons.
+    """
     reason = unavailable_reason()
     if reason is None:
         try:
-            to_gui, from_gui, process = _open_channel(control)
+            to_gui, from_gui, process = _open_channel(Path(run["run_dir"]))
         except OSError as e:
             reason = f"the GUI process could not be started: {e}"
     if reason is not None:
+        told = run["display_problem"]
+        if told is not None and reason.startswith(_NO_DISPLAY):
+            reason = "the GUI needs a display as well"  # the control has said why
         print(f"mimocorb2: {reason}; running in the terminal instead", file=sys.stderr)
         return None
-    link = GuiLink(to_gui, from_gui, control.commands.put, process)
-    link.send_setup(setup_info(control))
+    link = GuiLink(to_gui, from_gui, on_command, process)
+    link.send_setup(setup_info(run))
     return link
 
 
-def gui_log_tail(control: Control) -> str:
+def gui_log_tail(run_dir: Path) -> str:
     """The GUI process's last error line from ``logs/gui.log``, and where to read more."""
-    path = control.run_dir / "logs" / "gui.log"
+    path = run_dir / "logs" / "gui.log"
     try:
         lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import json
 import os
 import queue
 import subprocess
@@ -32,33 +31,16 @@ import time
 from collections.abc import Callable, Iterable
 from typing import IO, Any
 
+from mimocorb2._face_messages import (
+    decode,
+    drain,
+    encode,
+    failure_summaries,
+    line_messages,
+    valid_command,
+)
+
 MAX_BACKLOG_LINES = 20_000
-LINES_PER_MESSAGE = 2_000
-
-_BUFFER_ACTIONS = ("shutdown", "pause", "resume")
-_WORKER_ACTIONS = ("shutdown", "kill")
-
-
-def valid_command(command: Any) -> bool:
-    """Whether ``command`` is one the control accepts (``None`` is the exit command)."""
-    if command is None:
-        return True
-    if not isinstance(command, list | tuple) or len(command) != 3:
-        return False
-    kind, which, action = command
-    names_ok = which in ("all", "roots") or (
-        isinstance(which, list) and all(isinstance(n, str) for n in which)
-    )
-    if kind == "buffer":
-        return names_ok and action in _BUFFER_ACTIONS
-    if kind == "worker":
-        return names_ok and which != "roots" and action in _WORKER_ACTIONS
-    return False
-
-
-def encode(message: dict[str, Any]) -> bytes:
-    """One message as a JSON line."""
-    return (json.dumps(message, default=str, separators=(",", ":")) + "\n").encode()
 
 
 def pipe_pair() -> tuple[tuple[IO[bytes], IO[bytes]], tuple[IO[bytes], IO[bytes]]]:
@@ -118,16 +100,7 @@ class GuiLink:
 
     def send_stats(self, stats: dict[str, Any], failures: Iterable[dict[str, Any]]) -> None:
         """Queues the statistics; replaces statistics the GUI has not received yet."""
-        fails = [
-            {
-                "name": p["name"],
-                "worker": p["worker"],
-                "exit_code": p["exit_code"],
-                "signal": p["signal"],
-                "tail": list(p.get("tail", []))[-10:],
-            }
-            for p in failures
-        ]
+        fails = failure_summaries(failures)
         with self._cond:
             self._stats = {"type": "stats", "stats": stats, "failures": fails}
             self._cond.notify()
@@ -165,11 +138,7 @@ class GuiLink:
             lines = list(self._lines)
             self._lines.clear()
             dropped, self.dropped = self.dropped, 0
-            for i in range(0, max(len(lines), 1), LINES_PER_MESSAGE):
-                chunk = lines[i : i + LINES_PER_MESSAGE]
-                if chunk or dropped:
-                    out.append({"type": "lines", "lines": chunk, "dropped": dropped})
-                    dropped = 0
+            out += line_messages(lines, dropped)
             if self._stats is not None:
                 out.append(self._stats)
                 self._stats = None
@@ -197,11 +166,8 @@ class GuiLink:
     def _read_loop(self) -> None:
         try:
             for raw in self._from_gui:
-                try:
-                    message = json.loads(raw)
-                except ValueError:
-                    continue
-                if not isinstance(message, dict):
+                message = decode(raw)
+                if message is None:
                     continue
                 kind = message.get("type")
                 if kind == "ready":
@@ -299,11 +265,8 @@ class Endpoint:
     def _read_loop(self) -> None:
         try:
             for raw in self._in:
-                try:
-                    message = json.loads(raw)
-                except ValueError:
-                    continue
-                if isinstance(message, dict):
+                message = decode(raw)
+                if message is not None:
                     self._queue.put(message)
         except (OSError, ValueError):
             pass
@@ -327,12 +290,7 @@ class Endpoint:
 
     def messages(self) -> list[dict[str, Any]]:
         """Every message received since the last call."""
-        out = []
-        while True:
-            try:
-                out.append(self._queue.get_nowait())
-            except queue.Empty:
-                return out
+        return drain(self._queue)
 
     def send(self, message: dict[str, Any]) -> None:
         """Sends a message to the control (ignored once the control has gone)."""

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from mimocorb2._dtypes import METADATA_DTYPE
 from mimocorb2.exceptions import BufferEndedError, BufferTimeoutError
 from mimocorb2.mimo_worker import BufferIO
 from mimocorb2.worker_templates import Exporter, SetupError
@@ -61,7 +62,12 @@ class _PassThrough:
         self.reader = exporter.reader
         self.writers = list(exporter.write)
         self.ended: set[int] = set()
-        self.max_events = _batch_events(exporter.io)
+        buf = self.reader.buffer
+        self.max_events = min(_batch_events(exporter.io), buf.slot_count)
+        self._records = np.empty(
+            self.max_events,
+            np.dtype([("metadata", METADATA_DTYPE), ("data", buf.data_dtype, (buf.data_length,))]),
+        )
 
     def batches(
         self, wait: Callable[[], float | None]
@@ -71,17 +77,23 @@ class _PassThrough:
         ``wait()`` gives the longest time to wait for an event (None: no limit); when it
         passes without an event, ``(None, None)`` is yielded so the caller can do its
         periodic work. ``data`` has shape ``(k, data_length)``. The arrays are views of
-        a batch array of ``max_events`` events: copy what is kept.
+        one record array of ``max_events`` events (rows of metadata and data, as
+        ``read_batch`` returns them), which the next batch overwrites: copy what is kept.
         """
         reader = self.reader
+        raw = self._records.view(np.uint8)
         while True:
+            seconds = wait()
             try:
-                metadata, data = reader.read_batch(self.max_events, wait())
+                k = reader.read_rows(
+                    raw, self.max_events, reader.timeout if seconds is None else seconds
+                )
             except BufferTimeoutError:
                 yield None, None
                 continue
-            if data is None:
+            if k == 0:
                 return
+            metadata, data = self._records["metadata"][:k], self._records["data"][:k]
             for i, writer in enumerate(self.writers):
                 if i in self.ended:
                     continue

@@ -62,7 +62,7 @@ def _options(io: BufferIO, fmt: str) -> dict[str, Any]:
 
 def _open_first_free(
     exporter: Exporter, fmt: str, stem: str, suffix: str, attrs: dict[str, Any], options: Any
-) -> ff._Writer:
+) -> ff.EventFileWriter:
     """Opens ``<stem><suffix>`` or, if taken, the first free ``<stem>_<k><suffix>`` (k ≥ 2)."""
     buffer = exporter.reader.buffer
     run_dir = Path(exporter.io.run_dir)
