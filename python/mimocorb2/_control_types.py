@@ -49,7 +49,7 @@ class CoreBufferStats(TypedDict):
     filled_slots: int
     empty_slots: int
     rate: float
-    average_deadtime: float
+    wait_deadtime: float
     mean_event_deadtime: float
     paused_count: int
     paused: bool
@@ -104,9 +104,10 @@ class Registration(TypedDict):
 class BufferStats(TypedDict):
     """:meth:`mimocorb2.mimo_buffer.mimoBuffer.get_stats`: the core's counters, slots as fractions.
 
-    ``filled_slots`` and ``empty_slots`` are fractions of ``slot_count``; ``average_deadtime``
-    is the mean dead time of the committed events and ``wait_deadtime`` the writers' waiting
-    share (the core's ``average_deadtime``).
+    ``filled_slots`` and ``empty_slots`` are fractions of ``slot_count``; ``wait_deadtime``
+    (the writers' waiting share) and ``mean_event_deadtime`` (the mean dead time of the
+    committed events) come from the core under these names, and ``average_deadtime`` is the
+    manual's name for ``mean_event_deadtime``.
     """
 
     event_count: int

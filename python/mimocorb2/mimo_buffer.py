@@ -265,7 +265,7 @@ class mimoBuffer:  # noqa: N801 - name fixed by the spec
         s = cast("BufferStats", dict(core))
         s["filled_slots"] = core["filled_slots"] / n
         s["empty_slots"] = core["empty_slots"] / n
-        s["wait_deadtime"] = core["average_deadtime"]
+        # The manual's name for the mean event dead time.
         s["average_deadtime"] = core["mean_event_deadtime"]
         if self._core.delivery == "every_worker":
             s["groups"] = {

@@ -541,7 +541,7 @@ impl Ring {
             filled_slots: waiting,
             empty_slots: self.empty().len() as u32,
             rate: f64::from_bits(st.rate_bits.load(Ordering::Acquire)),
-            average_deadtime: if elapsed > 0.0 {
+            wait_deadtime: if elapsed > 0.0 {
                 (wait / elapsed).min(1.0)
             } else {
                 0.0

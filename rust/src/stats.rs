@@ -17,7 +17,7 @@ pub struct Stats {
     /// Events per second over the last sample window (≥ 0.5 s).
     pub rate: f64,
     /// Summed waiting time over summed time between commits (0..1) since creation.
-    pub average_deadtime: f64,
+    pub wait_deadtime: f64,
     /// Mean of the `deadtime` metadata fields of the committed events.
     pub mean_event_deadtime: f64,
     /// Events discarded while paused.

@@ -192,9 +192,9 @@ fn stamping_counter_timestamp_deadtime() {
     );
     let st = r.stats();
     assert!(
-        st.average_deadtime > 0.0 && st.average_deadtime <= 1.0,
+        st.wait_deadtime > 0.0 && st.wait_deadtime <= 1.0,
         "{}",
-        st.average_deadtime
+        st.wait_deadtime
     );
     assert!(st.mean_event_deadtime > 0.0 && st.mean_event_deadtime <= 1.0);
 }

@@ -239,7 +239,7 @@ impl Buffer {
         d.set_item("filled_slots", s.filled_slots)?;
         d.set_item("empty_slots", s.empty_slots)?;
         d.set_item("rate", s.rate)?;
-        d.set_item("average_deadtime", s.average_deadtime)?;
+        d.set_item("wait_deadtime", s.wait_deadtime)?;
         d.set_item("mean_event_deadtime", s.mean_event_deadtime)?;
         d.set_item("paused_count", s.paused_count)?;
         d.set_item("paused", s.paused)?;
