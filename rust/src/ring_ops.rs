@@ -19,7 +19,7 @@ use crate::ring_protocol::{
     W_GROUP_OVERWRITTEN, W_READER, W_WRITER,
 };
 use crate::sync::{fence, Ordering};
-use crate::wait::{wait_until, wait_with, wake};
+use crate::wait::{wait_until, wake, wake_unless_spinning};
 
 impl Ring {
     // ----- writing -----
@@ -34,11 +34,7 @@ impl Ring {
         if let Some(n) = self.try_acquire_write_many(out)? {
             return Ok(n);
         }
-        // The buffer is full: the readers are the bottleneck. Spinning cannot pay then (it
-        // takes the core from a reader when processes outnumber cores); sleep until
-        // `refill_mark` slots are free (see `release_many`) and write them in a burst.
-        let spin = self.refill_mark() <= 1;
-        wait_with(self.empty().waker(), deadline, spin, || {
+        wait_until(self.empty().waker(), deadline, || {
             self.sweep_while_waiting();
             self.try_acquire_write_many(out).transpose()
         })
@@ -191,13 +187,15 @@ impl Ring {
         // SYNC POINT: the commit (under the lock) is ordered before the loads of the waiter
         // counts below; pairs with the waiters' announce-then-re-check fence in `wait_until`,
         // so either a reader sees the new event or we see it sleeping and wake it. The
-        // `wake` calls fence again; this one covers the `waiters` loads made here to skip them.
+        // wake-ups fence again; this one covers the `waiters` loads made here to skip them.
         fence(Ordering::SeqCst);
         let mask = st.active_groups.load(Ordering::Relaxed);
         for g in 0..self.group_capacity() {
             let filled = self.filled_of(g);
             if mask & (1 << g) != 0 && filled.waker().waiters.load(Ordering::Relaxed) != 0 {
-                filled.notify();
+                // A reader spinning on this queue takes the event (and wakes a sleeper if
+                // more are left, see `acquire_read_many`).
+                wake_unless_spinning(filled.waker());
             }
         }
         if st.observe.waiters.load(Ordering::Relaxed) != 0 {
@@ -305,12 +303,6 @@ impl Ring {
         Ok(())
     }
 
-    /// How many free slots wake a writer that waits for one (hysteresis: a writer that found
-    /// the buffer full is woken once per `refill_mark` released slots, not for every one).
-    fn refill_mark(&self) -> usize {
-        (self.slot_count() as usize / 4).clamp(1, 32)
-    }
-
     // ----- reading -----
 
     /// True once the buffer has ended and group 0 has taken every committed event.
@@ -341,11 +333,17 @@ impl Ring {
         if let Some(n) = self.try_acquire_read_many(out, reg, group) {
             return Ok(n);
         }
-        wait_until(self.filled_of(group).waker(), deadline, || {
+        let filled = self.filled_of(group);
+        let n = wait_until(filled.waker(), deadline, || {
             self.sweep_while_waiting();
             self.try_acquire_read_many(out, reg, group)
         })
-        .ok_or_else(|| Error::Timeout(format!("no event in buffer '{}' in time", self.name())))
+        .ok_or_else(|| Error::Timeout(format!("no event in buffer '{}' in time", self.name())))?;
+        // Writers skip waking sleepers while we spin: pass the wake-up on if events are left.
+        if !filled.is_empty() {
+            filled.notify();
+        }
+        Ok(n)
     }
 
     /// Non-blocking [`Ring::acquire_read_many`]: `None` when nothing is there yet, `Some(0)` at
@@ -428,13 +426,7 @@ impl Ring {
             self.plan_consumed(&mut plan, chunk.len() as u64, how, reg, group);
             self.run(&lock, &plan);
         }
-        // Wake a waiting writer once `refill_mark` slots are free, or when this group has
-        // nothing left to read (no further release may come soon). A snapshot: the writer's
-        // sleep is capped, so a missed wake-up costs time, never progress.
-        let empty = self.empty();
-        if empty.len() >= self.refill_mark() || self.filled_of(group).is_empty() {
-            empty.notify();
-        }
+        self.empty().notify();
         Ok(())
     }
 

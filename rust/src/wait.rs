@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use rustix::thread::futex;
 
-use crate::sync::{fence, AtomicU32, Ordering};
+use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
 
 /// Futex word plus the number of sleepers on it (one per token queue, see
 /// [`crate::token_queue`], and one for observers).
@@ -23,6 +23,18 @@ pub struct Waker {
     pub seq: AtomicU32,
     /// Number of sleeping (or about to sleep) consumers.
     pub waiters: AtomicU32,
+    /// Monotonic clock (ns) until which a consumer spins on this word; 0 when none does.
+    /// While one spins, a producer may leave the sleepers asleep (see [`wake_unless_spinning`]):
+    /// with more processes than cores, waking a second consumer for an event the spinning one
+    /// takes anyway costs the producer a syscall and a core to the woken one. A time rather
+    /// than a count, so that a consumer killed while spinning stops counting by itself.
+    pub spin_until: AtomicU64,
+}
+
+/// The system-wide monotonic clock in nanoseconds (the same in every process).
+fn mono_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (t.tv_sec as u64).wrapping_mul(1_000_000_000) + t.tv_nsec as u64
 }
 
 /// How long a waiter spins (re-checking, with a CPU hint) before it sleeps. A hand-off in a
@@ -51,40 +63,60 @@ pub fn wake(w: &Waker, n: u32) {
     }
 }
 
+/// Like [`wake`] for one sleeper, but leaves the sleepers asleep while a consumer spins on
+/// `w`: that one takes the item, and passes the wake-up on if more are left (see
+/// [`wait_until`]).
+pub fn wake_unless_spinning(w: &Waker) {
+    // SYNC POINT: orders the caller's publication before the loads of `waiters` and
+    // `spin_until`; pairs with the fence after a spinner clears `spin_until` in `wait_until`
+    // (either it sees our item or we see that it stopped spinning).
+    fence(Ordering::SeqCst);
+    if w.waiters.load(Ordering::Relaxed) != 0 && w.spin_until.load(Ordering::Relaxed) <= mono_ns() {
+        w.seq.fetch_add(1, Ordering::Release);
+        let _ = futex::wake(&w.seq, futex::Flags::empty(), 1);
+    }
+}
+
 /// Calls `check` until it returns `Some`, sleeping on `w` between tries, until `deadline`.
 /// Returns `None` when the deadline passed. `deadline = None` waits without a limit.
+///
+/// A waiter first spins (announced in `spin_until`). A producer that saw it spinning may have
+/// left the sleepers asleep, so when the spinner found an item it must look whether more are
+/// left and then wake a sleeper itself ([`Waker`] `spin_until`; the queue's readers do so).
 pub fn wait_until<T>(
     w: &Waker,
     deadline: Option<Instant>,
-    check: impl FnMut() -> Option<T>,
-) -> Option<T> {
-    wait_with(w, deadline, true, check)
-}
-
-/// [`wait_until`], spinning first only if `spin` (else it goes to sleep at once: for a waiter
-/// whose waker will wake it only once several items are ready, spinning cannot pay).
-pub fn wait_with<T>(
-    w: &Waker,
-    deadline: Option<Instant>,
-    spin: bool,
     mut check: impl FnMut() -> Option<T>,
 ) -> Option<T> {
-    let spin_end = Instant::now() + if spin { spin_budget() } else { Duration::ZERO };
-    loop {
-        for _ in 0..16 {
-            if let Some(v) = check() {
-                return Some(v);
+    let budget = spin_budget();
+    if !budget.is_zero() {
+        let spin_end = Instant::now() + budget;
+        w.spin_until
+            .store(mono_ns() + budget.as_nanos() as u64, Ordering::Relaxed);
+        let found = 'spin: loop {
+            for _ in 0..16 {
+                if let Some(v) = check() {
+                    break 'spin Some(v);
+                }
+                std::hint::spin_loop();
             }
-            std::hint::spin_loop();
+            let now = Instant::now();
+            if now >= spin_end || deadline.is_some_and(|d| now >= d) {
+                break None;
+            }
+            // Give the core away between rounds: when more processes are runnable than there
+            // are cores, the process we wait for may be the one waiting for a CPU (sched_yield
+            // returns at once when nobody else is runnable, so an idle core keeps spinning).
+            std::thread::yield_now();
+        };
+        // SYNC POINT: stop counting as a spinner before looking at the queue again (the
+        // caller's re-check after a find, or the announce-and-re-check below); pairs with the
+        // fence in `wake_unless_spinning`.
+        w.spin_until.store(0, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if found.is_some() {
+            return found;
         }
-        let now = Instant::now();
-        if now >= spin_end || deadline.is_some_and(|d| now >= d) {
-            break;
-        }
-        // Give the core away between rounds: when more processes are runnable than there are
-        // cores, the process we wait for may be the one waiting for a CPU (sched_yield returns
-        // at once when nobody else is runnable, so an idle core keeps spinning).
-        std::thread::yield_now();
     }
     loop {
         let timeout = match deadline {
