@@ -99,7 +99,8 @@ class ParquetWriter(EventFileWriter):
             raise ValueError(f"{self.path}: pyarrow was built without the {codec} codec")
         self._codec = codec
         self._level = compression_level
-        fields = [pa.field(n, _arrow_type(pa, METADATA_DTYPE[n])) for n in METADATA_DTYPE.names]
+        names = METADATA_DTYPE.names or ()
+        fields = [pa.field(n, _arrow_type(pa, METADATA_DTYPE[n])) for n in names]
         for name in self.data_dtype.names or ():
             value_type = _arrow_type(pa, self.data_dtype[name])
             if self.data_length > 1:

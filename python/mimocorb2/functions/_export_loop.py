@@ -130,7 +130,7 @@ def export_loop(
         return max(_MIN_WAIT, next_update - time.monotonic()) if dirty else interval
 
     for metadata, data in _PassThrough(exporter).batches(wait):
-        if data is not None:
+        if metadata is not None and data is not None:
             if not dirty:
                 next_update = time.monotonic() + interval
                 dirty = True
