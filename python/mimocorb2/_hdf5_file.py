@@ -16,6 +16,7 @@ row pitch is no multiple of the element size is it copied first.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import struct
 from collections.abc import Mapping
@@ -115,8 +116,8 @@ class Hdf5Writer(EventFileWriter):
         # opened with truncation ("w") would make ext4 write all of it back on close
         try:
             self._file = h5py.File(self.path, "x", libver=LIBVER, rdcc_nbytes=CHUNK_CACHE_BYTES)
-        except FileExistsError:
-            raise
+        except FileExistsError:  # as os.open says it (with the file name)
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(self.path)) from None
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
