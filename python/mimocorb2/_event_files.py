@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import numpy as np
 
+from mimocorb2._core import __version__
 from mimocorb2._dtypes import METADATA_DTYPE, make_dtype
 from mimocorb2._format_registry import dtype_problems
 
@@ -152,6 +154,21 @@ class EventFileWriter:
         self.count = 0
         self._closed = False
         self._stage = Stage(self.data_dtype, self.data_length)
+
+    def info_json(self, attrs: Mapping[str, Any] | None) -> dict[str, Any]:
+        """What the JSON description of a Parquet or ROOT file holds besides ``setup_yaml``.
+
+        ``attrs`` (without ``setup_yaml``, which those files keep on its own) and
+        ``mimocorb2_version``, ``data_dtype`` (numpy descr), ``data_length``, ``created``.
+        """
+        info = {k: v for k, v in (attrs or {}).items() if k != "setup_yaml"}
+        info.update(
+            mimocorb2_version=__version__,
+            data_dtype=np.lib.format.dtype_to_descr(self.data_dtype),
+            data_length=self.data_length,
+            created=now_iso(),
+        )
+        return info
 
     def __len__(self) -> int:
         """The number of events written (including staged ones)."""

@@ -16,6 +16,7 @@ row pitch is no multiple of the element size is it copied first.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import struct
 from collections.abc import Mapping
@@ -26,7 +27,7 @@ import numpy as np
 
 from mimocorb2._core import __version__
 from mimocorb2._dtypes import METADATA_DTYPE
-from mimocorb2._event_files import EventFileWriter, claim, copy_rows, now_iso
+from mimocorb2._event_files import EventFileWriter, copy_rows, now_iso
 from mimocorb2._format_registry import require
 
 CHUNK_BYTES = 1 << 20
@@ -111,9 +112,12 @@ class Hdf5Writer(EventFileWriter):
         """Creates the file, its datasets and attributes, then starts SWMR writing."""
         super().__init__(path, data_dtype, data_length)
         h5py = require("hdf5", "writing HDF5 files")
-        claim(self.path)
+        # "x" creates the file only if it does not exist (O_EXCL), like claim(); a file
+        # opened with truncation ("w") would make ext4 write all of it back on close
         try:
-            self._file = h5py.File(self.path, "w", libver=LIBVER, rdcc_nbytes=CHUNK_CACHE_BYTES)
+            self._file = h5py.File(self.path, "x", libver=LIBVER, rdcc_nbytes=CHUNK_CACHE_BYTES)
+        except FileExistsError:  # as os.open says it (with the file name)
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(self.path)) from None
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)

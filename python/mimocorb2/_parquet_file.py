@@ -19,9 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from mimocorb2._core import __version__
 from mimocorb2._dtypes import METADATA_DTYPE
-from mimocorb2._event_files import EventFileWriter, claim, now_iso
+from mimocorb2._event_files import EventFileWriter, claim
 from mimocorb2._format_registry import require
 
 
@@ -99,19 +98,14 @@ class ParquetWriter(EventFileWriter):
             raise ValueError(f"{self.path}: pyarrow was built without the {codec} codec")
         self._codec = codec
         self._level = compression_level
-        fields = [pa.field(n, _arrow_type(pa, METADATA_DTYPE[n])) for n in METADATA_DTYPE.names]
+        names = METADATA_DTYPE.names or ()
+        fields = [pa.field(n, _arrow_type(pa, METADATA_DTYPE[n])) for n in names]
         for name in self.data_dtype.names or ():
             value_type = _arrow_type(pa, self.data_dtype[name])
             if self.data_length > 1:
                 value_type = pa.list_(value_type, self.data_length)
             fields.append(pa.field(name, value_type, nullable=False))
-        info = {k: v for k, v in (attrs or {}).items() if k != "setup_yaml"}
-        info.update(
-            mimocorb2_version=__version__,
-            data_dtype=np.lib.format.dtype_to_descr(self.data_dtype),
-            data_length=self.data_length,
-            created=now_iso(),
-        )
+        info = self.info_json(attrs)
         meta = {b"mimocorb2": json.dumps(info, default=str).encode()}
         setup_yaml = (attrs or {}).get("setup_yaml")
         if setup_yaml:

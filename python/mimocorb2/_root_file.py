@@ -17,9 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from mimocorb2._core import __version__
 from mimocorb2._dtypes import METADATA_DTYPE
-from mimocorb2._event_files import EventFileWriter, claim, now_iso
+from mimocorb2._event_files import EventFileWriter, claim
 from mimocorb2._format_registry import require
 
 
@@ -85,13 +84,7 @@ class RootWriter(EventFileWriter):
                 shape, dt = (*shape, dt.itemsize), np.dtype(np.uint8)
             self._shapes[name] = shape
             types[name] = np.dtype((dt.newbyteorder("="), shape)) if shape else dt
-        info = {k: v for k, v in (attrs or {}).items() if k != "setup_yaml"}
-        info.update(
-            mimocorb2_version=__version__,
-            data_dtype=np.lib.format.dtype_to_descr(self.data_dtype),
-            data_length=self.data_length,
-            created=now_iso(),
-        )
+        info = self.info_json(attrs)
         claim(self.path)
         try:
             self._file = uproot.recreate(self.path, compression=codec)

@@ -8,6 +8,7 @@ guard that ends the sinks.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -107,6 +108,66 @@ class _PassThrough:
                         writer.name,
                     )
             yield metadata, data
+
+
+def export_loop(
+    exporter: Exporter,
+    interval: float,
+    write: Callable[[np.ndarray, np.ndarray], None],
+    update: Callable[[], None],
+) -> None:
+    """The loop of the exporters: every batch to ``write``, ``update`` every ``interval``.
+
+    ``write(metadata, data)`` gets each batch of the source (views that the next batch
+    overwrites: copy what is kept); ``update()`` runs ``interval`` seconds after the first
+    batch since the last update (waiting for events ends in time for it), so an idle source
+    causes no updates. Returns when the source has ended; the caller does the last update.
+    """
+    next_update = 0.0
+    dirty = False
+
+    def wait() -> float:
+        return max(_MIN_WAIT, next_update - time.monotonic()) if dirty else interval
+
+    for metadata, data in _PassThrough(exporter).batches(wait):
+        if metadata is not None and data is not None:
+            if not dirty:
+                next_update = time.monotonic() + interval
+                dirty = True
+            write(metadata, data)
+        if dirty and time.monotonic() >= next_update:
+            update()
+            dirty = False
+
+
+class PendingRows:
+    """Compact copies of batches of single-element events, taken out together."""
+
+    def __init__(self) -> None:
+        """Nothing pending."""
+        self._metadata: list[np.ndarray] = []
+        self._data: list[np.ndarray] = []
+        self.rows = 0
+
+    def add(self, metadata: np.ndarray, data: np.ndarray) -> bool:
+        """Copies a batch in; returns whether enough rows are pending to take them out."""
+        self._metadata.append(metadata.copy())
+        self._data.append(data.reshape(-1).copy())
+        self.rows += len(metadata)
+        return self.rows >= _MAX_PENDING_ROWS
+
+    def take(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(metadata, data)`` of every pending row, shape ``(n,)``; None if there are none."""
+        if not self._data:
+            return None
+        if len(self._data) == 1:
+            taken = self._metadata[0], self._data[0]
+        else:
+            taken = np.concatenate(self._metadata), np.concatenate(self._data)
+        self._metadata.clear()
+        self._data.clear()
+        self.rows = 0
+        return taken
 
 
 def _run_guarded(io: BufferIO, body: Callable[[], None]) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mimocorb2 import _file_formats as ff
-from mimocorb2.functions._export_loop import _MIN_WAIT, _interval, _PassThrough, _run_guarded
+from mimocorb2.functions._export_loop import _interval, _run_guarded, export_loop
 from mimocorb2.mimo_worker import BufferIO
 from mimocorb2.worker_templates import Exporter, SetupError
 
@@ -108,22 +108,8 @@ def run(buffer_io: BufferIO, fmt: str) -> None:
     exporter.logger.info("worker '%s': writing %s", buffer_io.name, writer.path)
 
     def body() -> None:
-        next_flush = time.monotonic() + interval
-        dirty = False
-
-        def wait() -> float:
-            return max(_MIN_WAIT, next_flush - time.monotonic()) if dirty else interval
-
         try:
-            for metadata, data in _PassThrough(exporter).batches(wait):
-                if data is not None:
-                    if not dirty:
-                        next_flush = time.monotonic() + interval
-                        dirty = True
-                    writer.write(metadata, data)
-                if dirty and time.monotonic() >= next_flush:
-                    writer.flush()
-                    dirty = False
+            export_loop(exporter, interval, writer.write, writer.flush)
         finally:
             writer.close()
         exporter.logger.info(
