@@ -23,6 +23,7 @@ mod ring_ops;
 mod ring_protocol;
 mod ring_recovery;
 mod ring_single;
+mod ring_stats;
 pub mod shm;
 pub mod stats;
 pub mod supervisor;
