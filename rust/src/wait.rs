@@ -188,4 +188,76 @@ mod tests {
         wake(&w, 1);
         assert!(h.join().unwrap().is_some());
     }
+
+    /// No wake-up is lost with a spinning and a sleeping consumer: the producer publishes
+    /// bursts of 1–3 items at irregular intervals (so the consumers spin at times and sleep at
+    /// others) and skips the wake-up while one spins; the consumer that finds an item passes
+    /// the wake-up on when more are left, as the ring's readers do. Each burst must be taken
+    /// long before the 500 ms cap of a sleep would rescue a lost wake-up.
+    #[test]
+    fn no_lost_wake_up_with_spinning_and_sleeping_consumers() {
+        use crate::sync::AtomicU64;
+        let w = Arc::new(Waker::default());
+        let published = Arc::new(AtomicU64::new(0));
+        let taken = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicU32::new(0));
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let (w, published, taken, done) =
+                    (w.clone(), published.clone(), taken.clone(), done.clone());
+                std::thread::spawn(move || loop {
+                    let take = || {
+                        if done.load(Ordering::Acquire) != 0 {
+                            return Some(false);
+                        }
+                        let t = taken.load(Ordering::Acquire);
+                        (t < published.load(Ordering::Acquire)
+                            && taken
+                                .compare_exchange(t, t + 1, Ordering::AcqRel, Ordering::Relaxed)
+                                .is_ok())
+                        .then_some(true)
+                    };
+                    match wait_until(&w, None, take) {
+                        Some(true) => {
+                            if taken.load(Ordering::Acquire) < published.load(Ordering::Acquire) {
+                                wake(&w, 1);
+                            }
+                        }
+                        _ => return,
+                    }
+                })
+            })
+            .collect();
+        let mut worst = Duration::ZERO;
+        for round in 0u64..3000 {
+            // Irregular pauses: within and beyond the consumers' spin budget.
+            let pause = Duration::from_micros((round * 7919) % 90);
+            let t = Instant::now();
+            while t.elapsed() < pause {
+                std::hint::spin_loop();
+            }
+            let burst = 1 + round % 3;
+            let target = published.fetch_add(burst, Ordering::AcqRel) + burst;
+            wake_unless_spinning(&w);
+            let t0 = Instant::now();
+            while taken.load(Ordering::Acquire) < target {
+                assert!(
+                    t0.elapsed() < Duration::from_millis(400),
+                    "burst {round} not taken in 400 ms: a wake-up was lost"
+                );
+                std::thread::yield_now();
+            }
+            worst = worst.max(t0.elapsed());
+        }
+        done.store(1, Ordering::Release);
+        wake(&w, u32::MAX);
+        for c in consumers {
+            c.join().unwrap();
+        }
+        assert_eq!(
+            taken.load(Ordering::Relaxed),
+            published.load(Ordering::Relaxed)
+        );
+        eprintln!("slowest burst taken after {worst:?}");
+    }
 }
