@@ -27,25 +27,34 @@ fn flags_ptr(arr: &Bound<'_, PyAny>) -> *mut i32 {
 
 /// Reads the raw flags word of `arr`, which must be a numpy array.
 fn raw_flags(arr: &Bound<'_, PyAny>) -> i32 {
-    // SAFETY: `arr` is a numpy array (the callers check `raw_layout_ok` on a numpy array, and
+    // SAFETY: `arr` is a numpy array (the callers check `ndarray_type` on a numpy array, and
     // use it only for views they built with numpy), whose C object is larger than
     // `FLAGS_OFFSET + 4` bytes and 8-byte aligned; the GIL is held (`Bound`), so numpy does not
     // change the word concurrently.
     unsafe { flags_ptr(arr).read() }
 }
 
-/// Whether this numpy keeps the flags word where [`FLAGS_OFFSET`] says (checked once).
-fn raw_layout_ok(py: Python<'_>) -> bool {
-    static OK: OnceLock<bool> = OnceLock::new();
+/// The address of `numpy.ndarray`'s type object when this numpy keeps the flags word where
+/// [`FLAGS_OFFSET`] says (checked once), else 0. Comparing type addresses costs nothing,
+/// where asking a type for its name builds a string.
+fn ndarray_type(py: Python<'_>) -> usize {
+    static TYPE: OnceLock<usize> = OnceLock::new();
     // The offset holds for 64-bit pointers only.
-    *OK.get_or_init(|| usize::BITS == 64 && probe(py).unwrap_or(false))
+    *TYPE.get_or_init(|| {
+        if usize::BITS != 64 {
+            return 0;
+        }
+        probe(py).ok().flatten().unwrap_or(0)
+    })
 }
 
-fn probe(py: Python<'_>) -> PyResult<bool> {
+/// The address of the ndarray type if flipping the raw flag works on a probe array.
+fn probe(py: Python<'_>) -> PyResult<Option<usize>> {
     let np = py.import("numpy")?;
+    let ndarray = np.getattr("ndarray")?;
     let a = np.call_method1("zeros", (4,))?;
-    if a.get_type().name()? != "ndarray" {
-        return Ok(false);
+    if !a.get_type().is(&ndarray) {
+        return Ok(None);
     }
     let setflags = |on: bool| a.call_method1("setflags", (on,));
     setflags(true)?;
@@ -54,7 +63,10 @@ fn probe(py: Python<'_>) -> PyResult<bool> {
     let off = raw_flags(&a);
     setflags(true)?;
     let again = raw_flags(&a);
-    Ok(on & WRITEABLE != 0 && off & WRITEABLE == 0 && on == again && on ^ off == WRITEABLE)
+    let ok = on & WRITEABLE != 0 && off & WRITEABLE == 0 && on == again && on ^ off == WRITEABLE;
+    // The type object lives as long as numpy, which stays imported (module objects are never
+    // unloaded by CPython), so its address identifies ndarrays for the life of the process.
+    Ok(ok.then(|| ndarray.as_ptr() as usize))
 }
 
 /// Sets the `writeable` flag of the two views of a `[metadata, data]` list. The views are
@@ -62,10 +74,10 @@ fn probe(py: Python<'_>) -> PyResult<bool> {
 /// allowed (what `setflags` would check).
 pub fn set_writeable(views: &Bound<'_, PyAny>, on: bool) -> PyResult<()> {
     let py = views.py();
-    let fast = raw_layout_ok(py);
+    let ndarray = ndarray_type(py);
     for i in 0..2 {
         let v = views.get_item(i)?;
-        if fast && v.get_type().name()? == "ndarray" {
+        if ndarray != 0 && v.get_type().as_ptr() as usize == ndarray {
             let old = raw_flags(&v);
             let new = if on {
                 old | WRITEABLE
@@ -73,7 +85,7 @@ pub fn set_writeable(views: &Bound<'_, PyAny>, on: bool) -> PyResult<()> {
                 old & !WRITEABLE
             };
             // SAFETY: as in `raw_flags`: `v` is an ndarray whose flags word sits at
-            // `FLAGS_OFFSET` (verified by `raw_layout_ok` for this process's numpy); writing it
+            // `FLAGS_OFFSET` (verified by `ndarray_type` for this process's numpy); writing it
             // under the GIL is what `setflags` does, and the base memory is writable.
             unsafe { flags_ptr(&v).write(new) };
         } else {
