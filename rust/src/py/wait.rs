@@ -34,12 +34,21 @@ where
 {
     // A deadline beyond what the clock can hold waits without one.
     let end = total.and_then(|t| Instant::now().checked_add(t));
+    let mut first = true;
     loop {
         let slice = match end {
             Some(e) => e.saturating_duration_since(Instant::now()).min(SLICE),
             None => SLICE,
         };
-        match py.detach(|| op(slice)) {
+        // Only the first slice spins before it sleeps (see `wait::without_spin`).
+        let resumed = !std::mem::replace(&mut first, false);
+        match py.detach(|| {
+            if resumed {
+                crate::wait::without_spin(|| op(slice))
+            } else {
+                op(slice)
+            }
+        }) {
             Err(Error::Timeout(m)) => {
                 py.check_signals()?;
                 if end.is_some_and(|e| Instant::now() >= e) {
