@@ -326,3 +326,10 @@ class CommandQueue:
             return self._queue.get_nowait()
         except queue.Empty:
             return None
+
+    def get(self, timeout: float) -> Command | None:
+        """The oldest command, waiting up to ``timeout`` seconds for one; None if none came."""
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None

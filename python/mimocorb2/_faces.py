@@ -26,8 +26,9 @@ MODES = ("kbd", "gui", "stats")
 class Face(Protocol):
     """What the control calls on each face of a run, in this order.
 
-    ``start`` once, then ``lines`` on every turn of the control's loop (about 20 per second,
-    also with no lines) and ``stats`` every ``stats_interval`` seconds, then ``finished``
+    ``start`` once, then ``lines`` on every turn of the control's loop (20 per second while
+    something happens, 4 while the run is idle; also with no lines) and ``stats`` every
+    ``stats_interval`` seconds, then ``finished``
     once with the final statistics, then ``close`` once. None of them may block, except
     ``close`` (a window may wait for the user).
     """

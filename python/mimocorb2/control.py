@@ -57,6 +57,10 @@ __all__ = ["Control"]
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _log = logging.getLogger("mimocorb2.control")
 NO_DISPLAY_NOTED_ENV = "MIMOCORB2_NO_DISPLAY_NOTED"
+#: Seconds between two polls of the control's loop while workers print, commands arrive or
+#: processes start or end, and while nothing happens.
+BUSY_POLL_S = 0.05
+IDLE_POLL_S = 0.25
 """Set for the workers when the control has said that plots are skipped without a display."""
 
 
@@ -457,12 +461,21 @@ class Control:
             self._log_handler.close()
 
     def _loop(self) -> None:
+        """Polls the processes, hands output and statistics to the faces, runs the commands.
+
+        Every ``BUSY_POLL_S`` while something happens (output, commands, processes starting or
+        ending), else every ``IDLE_POLL_S`` (statistics still go out on time): an idle run
+        costs little. A command ends the pause at once.
+        """
         last_stats = {id(face): 0.0 for face in self.faces}
+        pending: Command | None = None
+        alive_before = -1
         while True:
             self._procs = self.supervisor.poll()
             self._account_ended()
-            self._pump_lines()
-            while (command := self.commands.get_nowait()) is not None:
+            busy = self._pump_lines()
+            while (command := pending or self.commands.get_nowait()) is not None:
+                pending, busy = None, True
                 if not self.execute(command):
                     return
             now = time.monotonic()
@@ -474,15 +487,25 @@ class Control:
                     last_stats[id(face)] = now
                     face.stats(stats, failures)
             self._end_orphaned_buffers()
-            if not any(p["alive"] for p in self._procs):
+            alive = sum(1 for p in self._procs if p["alive"])
+            if not alive:
                 return
-            time.sleep(0.05)
+            busy, alive_before = busy or alive != alive_before, alive
+            pause = BUSY_POLL_S
+            if not busy:
+                next_stats = min(
+                    (last_stats[id(f)] + f.stats_interval for f in self.faces),
+                    default=now + IDLE_POLL_S,
+                )
+                pause = min(IDLE_POLL_S, max(BUSY_POLL_S, next_stats - time.monotonic()))
+            pending = self.commands.get(pause)
 
-    def _pump_lines(self) -> None:
-        """Hands the captured worker output to every face."""
+    def _pump_lines(self) -> bool:
+        """Hands the captured worker output to every face; True if there was any."""
         lines, dropped = self.supervisor.drain_lines(5000)
         for face in self.faces:
             face.lines(lines, dropped)
+        return bool(lines) or dropped > 0
 
     def _end_orphaned_buffers(self) -> None:
         """Shuts down a buffer whose readers have all ended, so its writers never block on it.
