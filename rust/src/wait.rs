@@ -59,7 +59,7 @@ thread_local! {
 /// Runs `f` with the spin phase of this thread's waits switched off. For a wait resumed after
 /// a slice of it timed out (the Python bindings wait in slices to let signals through): the
 /// spin pays only at the start of a wait, and spinning again every slice would make an idle
-/// endpoint burn ~30 µs twenty times a second.
+/// endpoint burn ~30 µs at every slice.
 pub fn without_spin<T>(f: impl FnOnce() -> T) -> T {
     /// Puts the previous setting back, also when `f` panics.
     struct Restore(bool);
