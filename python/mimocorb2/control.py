@@ -61,6 +61,9 @@ NO_DISPLAY_NOTED_ENV = "MIMOCORB2_NO_DISPLAY_NOTED"
 #: processes start or end, and while nothing happens.
 BUSY_POLL_S = 0.05
 IDLE_POLL_S = 0.25
+#: Seconds between two statistics for faces that want them more often (the GUI), while no
+#: event was committed between the last two.
+IDLE_STATS_S = 1.0
 """Set for the workers when the control has said that plots are skipped without a display."""
 
 
@@ -464,12 +467,19 @@ class Control:
         """Polls the processes, hands output and statistics to the faces, runs the commands.
 
         Every ``BUSY_POLL_S`` while something happens (output, commands, processes starting or
-        ending), else every ``IDLE_POLL_S`` (statistics still go out on time): an idle run
-        costs little. A command ends the pause at once.
+        ending), else every ``IDLE_POLL_S`` (statistics still go out on time, at most every
+        ``IDLE_STATS_S`` while no event flows): an idle run costs little. A command ends the
+        pause at once.
         """
         last_stats = {id(face): 0.0 for face in self.faces}
         pending: Command | None = None
         alive_before = -1
+        counts: tuple[int, ...] = ()
+        quiet = False  # no event committed between the last two statistics
+
+        def interval(face: Face) -> float:
+            return max(face.stats_interval, IDLE_STATS_S) if quiet else face.stats_interval
+
         while True:
             self._procs = self.supervisor.poll()
             self._account_ended()
@@ -479,10 +489,12 @@ class Control:
                 if not self.execute(command):
                     return
             now = time.monotonic()
-            due = [f for f in self.faces if now - last_stats.get(id(f), 0.0) >= f.stats_interval]
+            due = [f for f in self.faces if now - last_stats.get(id(f), 0.0) >= interval(f)]
             if due:
                 stats = self.get_stats()
                 failures = self.failures()
+                before, counts = counts, tuple(b["event_count"] for b in stats["buffers"].values())
+                quiet = counts == before
                 for face in due:
                     last_stats[id(face)] = now
                     face.stats(stats, failures)
@@ -494,7 +506,7 @@ class Control:
             pause = BUSY_POLL_S
             if not busy:
                 next_stats = min(
-                    (last_stats[id(f)] + f.stats_interval for f in self.faces),
+                    (last_stats[id(f)] + interval(f) for f in self.faces),
                     default=now + IDLE_POLL_S,
                 )
                 pause = min(IDLE_POLL_S, max(BUSY_POLL_S, next_stats - time.monotonic()))
