@@ -41,13 +41,11 @@ __all__ = [
 ]
 
 
-class CoreBufferStats(TypedDict):
-    """``_core.Buffer.stats()``: a snapshot of one buffer's counters."""
+class _BufferCounters(TypedDict):
+    """The fields that ``_core.Buffer.stats()`` and ``mimoBuffer.get_stats()`` share."""
 
     event_count: int
     slot_count: int
-    filled_slots: int
-    empty_slots: int
     rate: float
     wait_deadtime: float
     mean_event_deadtime: float
@@ -65,6 +63,13 @@ class CoreBufferStats(TypedDict):
     aborted_writes: int
     repairs: int
     held_slots: int
+
+
+class CoreBufferStats(_BufferCounters):
+    """``_core.Buffer.stats()``: a snapshot of one buffer's counters."""
+
+    filled_slots: int
+    empty_slots: int
 
 
 class GroupStats(TypedDict):
@@ -101,7 +106,7 @@ class Registration(TypedDict):
     failed: int
 
 
-class BufferStats(TypedDict):
+class BufferStats(_BufferCounters):
     """:meth:`mimocorb2.mimo_buffer.mimoBuffer.get_stats`: the core's counters, slots as fractions.
 
     ``filled_slots`` and ``empty_slots`` are fractions of ``slot_count``; ``wait_deadtime``
@@ -110,28 +115,9 @@ class BufferStats(TypedDict):
     manual's name for ``mean_event_deadtime``.
     """
 
-    event_count: int
-    slot_count: int
     filled_slots: float
     empty_slots: float
-    rate: float
     average_deadtime: float
-    mean_event_deadtime: float
-    wait_deadtime: float
-    paused_count: int
-    paused: bool
-    flush_event_received: bool
-    forced_shutdown: bool
-    overwritten: int
-    lost: int
-    active_writers: int
-    crashed_writers: int
-    consumed: int
-    lost_reader_crashed: int
-    lost_unread: int
-    aborted_writes: int
-    repairs: int
-    held_slots: int
     groups: NotRequired[dict[str, GroupBacklog]]
     recent_deadtime: NotRequired[float]
 
